@@ -1,0 +1,118 @@
+"""Audio file I/O: read anything soundfile reads to float32 ``(C, L)``, resample, write atomically.
+
+Every failure is an :class:`AudioError` whose message names the file and what to do, so a CLI
+can print one line instead of a libsndfile traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+class AudioError(Exception):
+    """A problem with an audio file; the message names the file and the fix."""
+
+
+def read_audio(path: str | os.PathLike, *, allow_silent: bool = True) -> tuple[np.ndarray, int]:
+    """Read a WAV/FLAC/OGG file into float32 ``(C, L)`` and its sample rate.
+
+    Raises :class:`AudioError` when the file is missing, empty, unreadable (corrupt, truncated,
+    not audio), has no samples, or holds NaN/Inf samples; with ``allow_silent=False`` also when
+    every sample is zero.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{p}: file not found; check the path")
+    if p.is_dir():
+        raise AudioError(f"{p}: is a folder, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: file is empty (0 bytes); re-export or remove it")
+    try:
+        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        reason = str(exc).split(":")[-1].strip() or type(exc).__name__
+        raise AudioError(
+            f"{p}: cannot decode audio ({reason}); supported formats are WAV, FLAC and OGG "
+            "(convert e.g. MP3 with ffmpeg -i in.mp3 out.wav)"
+        ) from exc
+    if data.shape[0] == 0:
+        raise AudioError(f"{p}: contains no samples; re-export or remove it")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{p}: contains NaN or Inf samples; the file is corrupt, re-export it")
+    if not allow_silent and not np.any(data):
+        raise AudioError(f"{p}: every sample is zero (silent); nothing to process")
+    return np.ascontiguousarray(data.T), int(sr)
+
+
+def to_mono(x: np.ndarray) -> np.ndarray:
+    """Downmix ``(C, L)`` to ``(L,)`` by averaging channels; ``(L,)`` passes through."""
+    return x if x.ndim == 1 else x.mean(axis=0)
+
+
+def resample(x: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int) -> np.ndarray | torch.Tensor:
+    """Resample the last axis of ``(..., L)`` from ``orig_sr`` to ``new_sr`` (torchaudio, sinc).
+
+    Returns the same type it is given (numpy float32 or a torch tensor).
+    """
+    if orig_sr == new_sr:
+        return x
+    if orig_sr <= 0 or new_sr <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_sr} -> {new_sr}")
+    if isinstance(x, torch.Tensor):
+        return AF.resample(x.float(), int(orig_sr), int(new_sr))
+    out = AF.resample(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(orig_sr), int(new_sr))
+    return out.numpy()
+
+
+def load(path: str | os.PathLike, sample_rate: int | None = None, mono: bool = True) -> np.ndarray:
+    """Read a file, optionally downmix and resample: ``(L,)`` if mono else ``(C, L)``."""
+    x, sr = read_audio(path)
+    if mono:
+        x = to_mono(x)
+    if sample_rate is not None and sr != sample_rate:
+        x = resample(x, sr, sample_rate)
+    return np.asarray(x, dtype=np.float32)
+
+
+def write_audio(path: str | os.PathLike, x: np.ndarray | torch.Tensor, sample_rate: int) -> Path:
+    """Write ``(L,)`` or ``(C, L)`` as a float32 WAV, atomically (temp file in the same folder + rename).
+
+    A killed process never leaves a partial file under ``path``.
+    """
+    p = Path(path)
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2:
+        raise ValueError(f"write_audio expects (L,) or (C, L), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise AudioError(f"{p}: refusing to write NaN/Inf samples")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=".tmp.wav", dir=p.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, x.T, int(sample_rate), subtype="FLOAT", format="WAV")
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def find_audio_files(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Path]:
+    """All audio files under ``root`` (recursive), sorted; a file path returns itself."""
+    r = Path(root)
+    if r.is_file():
+        return [r]
+    return sorted(p for p in r.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
