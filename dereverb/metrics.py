@@ -1,0 +1,213 @@
+"""Speech quality metrics: PESQ wide-band, STOI, ESTOI, SI-SDR, and batch helpers.
+
+A metric that cannot be computed for a signal (PESQ finds no utterance, a silent or
+non-finite reference, too little active speech for STOI) is NaN, never an exception, so a
+bad validation item cannot crash training; ``score_batch`` counts the PESQ NaNs so the
+LightningModule can log ``val/pesq_failures``. Wrong *shapes* are programming errors and
+raise ``ValueError``.
+
+All functions run on the CPU in float64/float32 numpy, sequentially (PESQ dominates; see
+``measure_speed`` in the tests/report for per-utterance cost).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+METRICS: tuple[str, ...] = ("pesq", "stoi", "estoi", "si_sdr")
+PESQ_SAMPLE_RATE = 16000
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def _as_numpy(x: ArrayLike | Sequence[float]) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _check_pair(ref: ArrayLike, est: ArrayLike, fn: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both as float64 ``(L,)`` numpy arrays of equal length, or a ValueError naming the fix."""
+    ref_np, est_np = _as_numpy(ref), _as_numpy(est)
+    if ref_np.ndim != 1 or est_np.ndim != 1:
+        raise ValueError(
+            f"{fn}: ref and est must be 1-D waveforms (L,), got shapes {ref_np.shape} and "
+            f"{est_np.shape}; use score_batch for (B, L)"
+        )
+    if ref_np.shape != est_np.shape:
+        raise ValueError(
+            f"{fn}: ref and est must have the same length, got {ref_np.shape[0]} and "
+            f"{est_np.shape[0]}; trim or pad the estimate to the reference length"
+        )
+    if ref_np.shape[0] == 0:
+        raise ValueError(f"{fn}: ref and est are empty")
+    return ref_np, est_np
+
+
+def _check_sample_rate(sample_rate: int, fn: str) -> int:
+    if (
+        not isinstance(sample_rate, (int, np.integer))
+        or isinstance(sample_rate, bool)
+        or sample_rate <= 0
+    ):
+        raise ValueError(f"{fn}: sample_rate must be a positive integer in Hz, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def _undefined(ref: np.ndarray, est: np.ndarray) -> bool:
+    """True when no metric is meaningful: non-finite samples or an all-zero reference."""
+    return not (np.isfinite(ref).all() and np.isfinite(est).all()) or not np.any(ref)
+
+
+def _resample(x: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
+    import torchaudio.functional as AF  # local: torchaudio import is slow and only PESQ needs it
+
+    return AF.resample(torch.from_numpy(x), orig_sr, new_sr).numpy()
+
+
+def pesq_wb(ref: ArrayLike, est: ArrayLike, sample_rate: int) -> float:
+    """Wide-band PESQ (ITU-T P.862.2, MOS-LQO, about 1.04..4.64) of ``est`` against ``ref``.
+
+    Args:
+        ref: clean reference waveform ``(L,)``.
+        est: estimate ``(L,)``, same length.
+        sample_rate: of both signals; anything but 16 kHz is resampled to 16 kHz first.
+
+    Returns NaN when PESQ cannot score the pair (no utterance detected, too short, silent or
+    non-finite input). Raises ValueError for mismatched shapes or a bad sample rate.
+    """
+    import pesq as pesq_lib
+
+    ref_np, est_np = _check_pair(ref, est, "pesq_wb")
+    sample_rate = _check_sample_rate(sample_rate, "pesq_wb")
+    if _undefined(ref_np, est_np):
+        return math.nan
+    if sample_rate != PESQ_SAMPLE_RATE:
+        ref_np = _resample(ref_np, sample_rate, PESQ_SAMPLE_RATE)
+        est_np = _resample(est_np, sample_rate, PESQ_SAMPLE_RATE)
+    try:
+        return float(pesq_lib.pesq(PESQ_SAMPLE_RATE, ref_np, est_np, "wb"))
+    except pesq_lib.PesqError:  # NoUtterancesError, BufferTooShortError, ...
+        return math.nan
+
+
+def stoi(ref: ArrayLike, est: ArrayLike, sample_rate: int, extended: bool = False) -> float:
+    """STOI (or ESTOI if ``extended``) of ``est`` against ``ref``, ``(L,)`` each, via pystoi.
+
+    pystoi resamples to 10 kHz itself. Returns NaN when the reference is silent / non-finite
+    or has too little active speech (pystoi would return a misleading 1e-5 there).
+    """
+    from pystoi import stoi as pystoi_stoi
+
+    fn = "estoi" if extended else "stoi"
+    ref_np, est_np = _check_pair(ref, est, fn)
+    sample_rate = _check_sample_rate(sample_rate, fn)
+    if _undefined(ref_np, est_np):
+        return math.nan
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(pystoi_stoi(ref_np, est_np, sample_rate, extended=extended))
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        return math.nan
+    return value
+
+
+def si_sdr(ref: ArrayLike, est: ArrayLike) -> float:
+    """Scale-invariant SDR in dB (Le Roux et al. 2019, no mean removal), ``(L,)`` each.
+
+    Uses torchmetrics in float64. NaN for a silent or non-finite reference.
+    """
+    from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
+
+    ref_np, est_np = _check_pair(ref, est, "si_sdr")
+    if _undefined(ref_np, est_np):
+        return math.nan
+    value = scale_invariant_signal_distortion_ratio(
+        torch.from_numpy(est_np), torch.from_numpy(ref_np), zero_mean=False
+    )
+    return float(value)
+
+
+def _check_metrics(metrics: Iterable[str], fn: str) -> tuple[str, ...]:
+    metrics = tuple(metrics)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"{fn}: metrics must be a non-empty subset of {METRICS}, got {metrics}")
+    return metrics
+
+
+def _score_one(
+    ref: np.ndarray, est: np.ndarray, sample_rate: int, metrics: tuple[str, ...]
+) -> dict[str, float]:
+    funcs = {
+        "pesq": lambda: pesq_wb(ref, est, sample_rate),
+        "stoi": lambda: stoi(ref, est, sample_rate, extended=False),
+        "estoi": lambda: stoi(ref, est, sample_rate, extended=True),
+        "si_sdr": lambda: si_sdr(ref, est),
+    }
+    return {m: funcs[m]() for m in metrics}
+
+
+def score(
+    ref: ArrayLike, est: ArrayLike, sample_rate: int, metrics: Iterable[str] = METRICS
+) -> dict[str, float]:
+    """All requested metrics for one pair ``ref (L,)``, ``est (L,)`` -> ``{name: float}``."""
+    metrics = _check_metrics(metrics, "score")
+    ref_np, est_np = _check_pair(ref, est, "score")
+    sample_rate = _check_sample_rate(sample_rate, "score")
+    return _score_one(ref_np, est_np, sample_rate, metrics)
+
+
+def score_batch(
+    ref: ArrayLike, est: ArrayLike, sample_rate: int, metrics: Iterable[str] = METRICS
+) -> dict[str, np.ndarray | int]:
+    """Metrics for each row of ``ref (B, L)`` and ``est (B, L)`` (torch or numpy).
+
+    Returns ``{name: np.ndarray (B,) float64}`` for each requested metric, plus
+    ``"pesq_failed": int`` (how many PESQ values are NaN) when PESQ was requested.
+    """
+    metrics = _check_metrics(metrics, "score_batch")
+    sample_rate = _check_sample_rate(sample_rate, "score_batch")
+    ref_np, est_np = _as_numpy(ref), _as_numpy(est)
+    if ref_np.ndim != 2 or ref_np.shape != est_np.shape:
+        raise ValueError(
+            f"score_batch: ref and est must both be (B, L) with the same shape, got "
+            f"{ref_np.shape} and {est_np.shape}"
+        )
+    out: dict[str, np.ndarray | int] = {m: np.full(ref_np.shape[0], np.nan) for m in metrics}
+    for i in range(ref_np.shape[0]):
+        row = _score_one(ref_np[i], est_np[i], sample_rate, metrics)
+        for m, v in row.items():
+            out[m][i] = v  # type: ignore[index]
+    if "pesq" in metrics:
+        out["pesq_failed"] = int(np.isnan(out["pesq"]).sum())  # type: ignore[arg-type]
+    return out
+
+
+def aggregate(results: Sequence[Mapping[str, float | np.ndarray | int]]) -> dict[str, float | int]:
+    """Mean of each metric over many ``score`` / ``score_batch`` results, ignoring NaN.
+
+    Returns ``{name: mean, name + "_nan": count of NaN values}`` for every metric key present
+    (a metric that is NaN everywhere has mean NaN), and ``"count"``: the number of values of
+    the first metric. ``*_failed`` counters in the inputs are redundant with ``*_nan`` and
+    are skipped.
+    """
+    values: dict[str, list[np.ndarray]] = {}
+    for r in results:
+        for k, v in r.items():
+            if k.endswith("_failed"):
+                continue
+            values.setdefault(k, []).append(np.atleast_1d(np.asarray(v, dtype=np.float64)))
+    out: dict[str, float | int] = {}
+    for k, parts in values.items():
+        arr = np.concatenate(parts)
+        finite = arr[~np.isnan(arr)]
+        out[k] = float(finite.mean()) if finite.size else math.nan
+        out[f"{k}_nan"] = int(arr.size - finite.size)
+        out.setdefault("count", int(arr.size))
+    return out

@@ -1,0 +1,183 @@
+"""Fully convolutional 2-D U-Net for spectrogram-to-spectrogram mapping.
+
+Pure ``nn.Module``: no STFT, no output activation (the LightningModule applies the target
+representation's activation). Input ``(B, C_in, F, N)`` of any F, N >= 1 is padded on the
+bottom/right edges with **replicate** padding to a multiple of ``2**depth`` and the output is
+cropped back, so ``(B, C_out, F, N)`` always matches the input. Replicate (not reflect) because
+reflect padding fails when the pad is not smaller than the dimension (e.g. N = 1 frame).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Norm = Literal["batch", "instance", "group", "none"]
+Activation = Literal["relu", "leaky_relu", "gelu", "silu"]
+
+_NORMS = ("batch", "instance", "group", "none")
+_ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu")
+
+
+def num_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters in ``module`` (only those with ``requires_grad`` if asked)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _norm_layer(norm: Norm, channels: int) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "instance":
+        # affine + no running stats: behaves the same in train and eval, like LayerNorm per map.
+        return nn.InstanceNorm2d(channels, affine=True)
+    if norm == "group":
+        # Largest group count <= 8 that divides the channels (8 channels per group would starve
+        # narrow layers; 1 group would be LayerNorm).
+        groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
+        return nn.GroupNorm(groups, channels)
+    return nn.Identity()
+
+
+def _activation(name: Activation) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.01, inplace=True)
+    if name == "gelu":
+        return nn.GELU()
+    return nn.SiLU(inplace=True)
+
+
+class ConvBlock(nn.Sequential):
+    """Two (3×3 conv -> norm -> activation) layers: ``(B, C_in, H, W) -> (B, C_out, H, W)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: Norm, activation: Activation):
+        bias = norm == "none"  # a bias right before a normalisation is redundant
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias),
+            _norm_layer(norm, out_channels),
+            _activation(activation),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias),
+            _norm_layer(norm, out_channels),
+            _activation(activation),
+        )
+
+
+class UNet(nn.Module):
+    """U-Net: ``depth`` times (ConvBlock, 2×2 max-pool), a bottleneck ConvBlock, then
+    ``depth`` times (2×2 stride-2 transposed conv, skip concatenation, ConvBlock), and a final
+    1×1 conv. Level ``i`` has ``base_channels * 2**i`` channels (bottleneck: ``* 2**depth``).
+
+    Args:
+        in_channels: channels of the input representation (1 grayscale, 3 RGB, ...).
+        out_channels: channels of the predicted representation.
+        base_channels: channels of the first level.
+        depth: number of down-sampling steps (>= 1); inputs are padded to a multiple of
+            ``2**depth``.
+        norm: normalisation after each 3×3 conv.
+        activation: non-linearity after each normalisation.
+        input_expansion: if set, a learned 1×1 conv maps ``in_channels`` to this many
+            channels before the first block, so e.g. a 1-channel grayscale input can feed a
+            body identical to the 3-channel RGB arms (``grayscale_learned_expansion``).
+
+    Shapes: ``forward(x (B, in_channels, F, N)) -> (B, out_channels, F, N)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        base_channels: int = 32,
+        depth: int = 4,
+        norm: Norm = "batch",
+        activation: Activation = "relu",
+        input_expansion: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("base_channels", base_channels),
+            ("depth", depth),
+        ):
+            if not _is_positive_int(value):
+                raise ValueError(f"UNet: {name} must be an integer >= 1, got {value!r}")
+        if input_expansion is not None and not _is_positive_int(input_expansion):
+            raise ValueError(
+                f"UNet: input_expansion must be None or an integer >= 1, got {input_expansion!r}"
+            )
+        if norm not in _NORMS:
+            raise ValueError(f"UNet: norm must be one of {_NORMS}, got {norm!r}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"UNet: activation must be one of {_ACTIVATIONS}, got {activation!r}")
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.base_channels = base_channels
+        self.depth = depth
+        self.norm = norm
+        self.activation = activation
+        self.input_expansion = input_expansion
+
+        self.expand: nn.Module = (
+            nn.Conv2d(in_channels, input_expansion, kernel_size=1)
+            if input_expansion
+            else nn.Identity()
+        )
+        body_in = input_expansion or in_channels
+        widths = [base_channels * 2**i for i in range(depth + 1)]
+
+        self.down = nn.ModuleList()
+        prev = body_in
+        for w in widths[:-1]:
+            self.down.append(ConvBlock(prev, w, norm, activation))
+            prev = w
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = ConvBlock(widths[-2], widths[-1], norm, activation)
+
+        self.upsample = nn.ModuleList()
+        self.up = nn.ModuleList()
+        for i in reversed(range(depth)):
+            self.upsample.append(
+                nn.ConvTranspose2d(widths[i + 1], widths[i], kernel_size=2, stride=2)
+            )
+            self.up.append(ConvBlock(2 * widths[i], widths[i], norm, activation))
+        self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of scalar parameters (see :func:`num_parameters`)."""
+        return num_parameters(self, trainable_only)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, in_channels, F, N) -> (B, out_channels, F, N)``; no output activation."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"UNet.forward: expected input (B, {self.in_channels}, F, N), got shape {tuple(x.shape)}"
+            )
+        height, width = x.shape[-2:]
+        multiple = 2**self.depth
+        pad_h = -height % multiple
+        pad_w = -width % multiple
+        if pad_h or pad_w:
+            # F.pad order: (left, right, top, bottom); pad at the end so cropping is a slice.
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+        x = self.expand(x)
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottleneck(x)
+        for upsample, block, skip in zip(self.upsample, self.up, reversed(skips), strict=True):
+            x = upsample(x)
+            # Under autocast the transposed conv may emit a different dtype than the skip.
+            x = block(torch.cat([x, skip.to(x.dtype)], dim=1))
+        return self.head(x)[..., :height, :width]
