@@ -1,0 +1,342 @@
+"""Reverberant/clean pairs: :class:`ReverbPairDataset` and the Lightning :class:`DereverbDataModule`.
+
+Workers only crop speech and FFT-convolve it with a room impulse response; all spectrogram
+work happens on the training device inside the LightningModule.
+
+Seeding (no global RNG is read):
+- val/test item ``i`` is built from ``default_rng([seed, split, i])``: identical on every run.
+- training items come from :class:`EpochSampler`, which hands the dataset ``epoch * n + i``;
+  item ``i`` of epoch ``e`` is built from ``default_rng([seed, split, e, i])``. Items are fresh
+  every epoch, differ across workers (each index goes to one worker), and do not depend on the
+  number of workers, so a run is reproducible whatever ``num_workers`` is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import torch
+from scipy.signal import fftconvolve
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from dereverb.rir import RirBank, RoomSampler
+from dereverb.speech import SpeechCorpus, SpeechSource, SyntheticSpeech
+
+Split = Literal["train", "val", "test"]
+SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
+EARLY_MS = 50.0
+
+
+@dataclass
+class PairItem:
+    """One example (numpy, CPU side). Waveforms are ``(L,)`` float32."""
+
+    reverb: np.ndarray
+    clean: np.ndarray
+    dry: np.ndarray
+    rir_index: int
+    t60: float
+    drr: float
+
+
+def make_pair(
+    dry: np.ndarray,
+    rir: np.ndarray,
+    direct_index: int,
+    sample_rate: int,
+    target: Literal["dry", "early"] = "dry",
+    gain_db: float = 0.0,
+    peak_limit: float = 0.99,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convolve dry speech ``(L,)`` with a RIR and build the aligned clean target ``(L,)``.
+
+    The RIR is scaled so its direct path is +1, so ``dry`` target = dry speech delayed by the
+    direct-path index (same level and timing as the direct sound in the reverberant signal);
+    ``early`` = dry convolved with the RIR's first ``direct + 50 ms``. Both signals share one
+    gain, lowered if needed so neither exceeds ``peak_limit`` (no clipping).
+    """
+    length = dry.shape[-1]
+    d = int(direct_index)
+    rir = rir / rir[d] if rir[d] != 0 else rir
+    reverb = fftconvolve(dry, rir)[:length]
+    if target == "dry":
+        clean = np.zeros_like(dry)
+        clean[d:] = dry[: length - d] if d < length else 0.0
+    elif target == "early":
+        early = rir[: d + int(EARLY_MS * 1e-3 * sample_rate) + 1]
+        clean = fftconvolve(dry, early)[:length]
+    else:
+        raise ValueError(f"target must be 'dry' or 'early', got {target!r}")
+    gain = 10.0 ** (gain_db / 20.0)
+    peak = max(np.abs(reverb).max(), np.abs(clean).max()) * gain
+    if peak > peak_limit:
+        gain *= peak_limit / peak
+    return (reverb * gain).astype(np.float32), (clean * gain).astype(np.float32)
+
+
+class EpochSampler(Sampler[int]):
+    """Yields ``epoch * n + i`` for a (shuffled) permutation of ``range(n)``.
+
+    Lightning calls :meth:`set_epoch` before each epoch; without it every new iteration
+    counts as the next epoch.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch = 0
+        self._epoch_set = False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self._epoch_set = int(epoch), True
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = self.epoch
+        if not self._epoch_set:
+            self.epoch += 1
+        self._epoch_set = False
+        order = (
+            np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            if self.shuffle
+            else np.arange(self.n)
+        )
+        yield from (epoch * self.n + int(i) for i in order)
+
+
+class ReverbPairDataset(Dataset):
+    """Map-style dataset of reverberant/clean pairs.
+
+    ``len`` items per epoch; ``deterministic=True`` (val/test) makes item ``i`` a pure
+    function of ``(seed, split, i)``; otherwise the index handed in by :class:`EpochSampler`
+    also encodes the epoch. Returns dicts of tensors: ``reverb (L,)``, ``clean (L,)``,
+    ``t60 ()``, ``drr ()``, ``rir_index ()``, and ``dry (L,)`` (the unconvolved crop, for the
+    device-side convolution path).
+    """
+
+    def __init__(
+        self,
+        speech: SpeechSource,
+        rirs: RirBank,
+        num_items: int,
+        segment_samples: int,
+        sample_rate: int = 16000,
+        target: Literal["dry", "early"] = "dry",
+        gain_db_range: tuple[float, float] = (-6.0, 0.0),
+        split: Split = "train",
+        seed: int = 0,
+        deterministic: bool | None = None,
+    ) -> None:
+        if len(rirs) == 0:
+            raise ValueError(f"the {split} RIR bank is empty")
+        if num_items < 1:
+            raise ValueError(f"num_items must be >= 1, got {num_items}")
+        self.speech, self.rirs = speech, rirs
+        self.num_items, self.segment_samples = num_items, segment_samples
+        self.sample_rate, self.target = sample_rate, target
+        self.gain_db_range = gain_db_range
+        self.split, self.seed = split, seed
+        self.deterministic = split != "train" if deterministic is None else deterministic
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def item(self, index: int) -> PairItem:
+        if self.deterministic:
+            i = index % self.num_items
+            rng = np.random.default_rng([self.seed, SPLIT_CODE[self.split], i])
+            dry = self.speech.item(i, self.segment_samples)
+        else:
+            epoch, i = divmod(index, self.num_items)
+            rng = np.random.default_rng([self.seed, SPLIT_CODE[self.split], epoch, i])
+            dry = self.speech.sample(rng, self.segment_samples)
+        r = int(rng.integers(len(self.rirs)))
+        rir = self.rirs[r]
+        gain_db = float(rng.uniform(*self.gain_db_range))
+        reverb, clean = make_pair(
+            dry, rir.rir, rir.direct_index, self.sample_rate, self.target, gain_db
+        )
+        return PairItem(reverb, clean, dry.astype(np.float32), r, float(rir.t60), float(rir.drr))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        it = self.item(int(index))
+        return {
+            "reverb": torch.from_numpy(it.reverb),
+            "clean": torch.from_numpy(it.clean),
+            "dry": torch.from_numpy(it.dry),
+            "rir_index": torch.tensor(it.rir_index),
+            "t60": torch.tensor(it.t60, dtype=torch.float32),
+            "drr": torch.tensor(it.drr, dtype=torch.float32),
+        }
+
+
+class DereverbDataModule(L.LightningDataModule):
+    """Train/val/test pairs from a speech source and RIR banks, built from typed arguments.
+
+    Args:
+        speech: folder of WAV/FLAC (recursive, speaker-disjoint splits), or ``"synthetic"``
+            for the built-in procedural speech generator (no download).
+        rirs: ``"simulated"`` (pyroomacoustics banks, cached, disjoint per split) or a folder
+            of measured RIRs (files split disjointly across train/val/test, or all used for
+            every split with ``measured_rir_split="all"``).
+        sample_rate: Hz; linked to the model's STFT sample rate by the training CLI.
+        segment_seconds: crop length of every training/validation item.
+        clean_target: ``dry`` (direct-path-aligned dry speech) or ``early`` (+ first 50 ms);
+            named apart from the model's ``target`` (its output domain).
+        train_items / val_items / test_items: items per epoch / fixed val and test set sizes.
+        rir_bank_sizes: simulated RIRs per split (train, val, test).
+        room: distribution of simulated rooms (T60 range, dimensions, distances).
+        rir_max_order / rir_use_rays / rir_air_absorption: simulation speed/accuracy settings.
+        rir_cache_dir: where simulated banks are cached (keyed by their configuration).
+        gain_db_range: the random gain shared by reverb and clean (lowered to avoid clipping).
+        synthetic_speakers: speakers of the synthetic generator (split by id ranges).
+        min_duration: minimum utterance length (s) for a speech folder.
+        seed: the data seed (independent of the model's initialisation seed).
+    """
+
+    def __init__(
+        self,
+        speech: str = "synthetic",
+        rirs: str = "simulated",
+        sample_rate: int = 16000,
+        segment_seconds: float = 2.0,
+        clean_target: Literal["dry", "early"] = "dry",
+        batch_size: int = 8,
+        num_workers: int = 0,
+        train_items: int = 1000,
+        val_items: int = 32,
+        test_items: int = 64,
+        rir_bank_sizes: tuple[int, int, int] = (400, 50, 100),
+        room: RoomSampler | None = None,
+        rir_max_order: int | None = None,
+        rir_use_rays: bool = False,
+        rir_air_absorption: bool = False,
+        rir_cache_dir: str = "data/cache/rirs",
+        measured_rir_channel: int = 0,
+        measured_rir_split: Literal["disjoint", "all"] = "disjoint",
+        gain_db_range: tuple[float, float] = (-6.0, 0.0),
+        synthetic_speakers: int = 200,
+        min_duration: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if clean_target not in ("dry", "early"):
+            raise ValueError(f"data.clean_target must be 'dry' or 'early', got {clean_target!r}")
+        if segment_seconds <= 0:
+            raise ValueError(f"data.segment_seconds must be > 0, got {segment_seconds}")
+        if speech != "synthetic" and not Path(speech).is_dir():
+            raise ValueError(
+                f"data.speech: {speech!r} is not a folder; give a folder of WAV/FLAC files "
+                "or 'synthetic'"
+            )
+        if rirs != "simulated" and not Path(rirs).is_dir():
+            raise ValueError(
+                f"data.rirs: {rirs!r} is not a folder; give a folder of measured RIRs or 'simulated'"
+            )
+        self.save_hyperparameters(ignore=["room"])
+        self.room = room or RoomSampler()
+        self.speech, self.rirs = speech, rirs
+        self.sample_rate, self.segment_seconds, self.clean_target = sample_rate, segment_seconds, clean_target
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.items = {"train": train_items, "val": val_items, "test": test_items}
+        self.rir_bank_sizes = dict(zip(("train", "val", "test"), rir_bank_sizes, strict=True))
+        self.sim_kwargs = dict(
+            max_order=rir_max_order, use_rays=rir_use_rays, air_absorption=rir_air_absorption
+        )
+        self.rir_cache_dir = rir_cache_dir
+        self.measured_rir_channel, self.measured_rir_split = measured_rir_channel, measured_rir_split
+        self.gain_db_range = tuple(gain_db_range)
+        self.synthetic_speakers, self.min_duration = synthetic_speakers, min_duration
+        self.seed = seed
+        self.datasets: dict[str, ReverbPairDataset] = {}
+        self._speech_source: SpeechSource | None = None
+
+    @property
+    def segment_samples(self) -> int:
+        return int(round(self.segment_seconds * self.sample_rate))
+
+    def speech_source(self) -> SpeechSource:
+        if self._speech_source is None:
+            if self.speech == "synthetic":
+                self._speech_source = SyntheticSpeech(
+                    sample_rate=self.sample_rate, n_speakers=self.synthetic_speakers, seed=self.seed
+                )
+            else:
+                self._speech_source = SpeechCorpus(
+                    self.speech, sample_rate=self.sample_rate, min_duration=self.min_duration, seed=self.seed
+                )
+        return self._speech_source
+
+    def rir_bank(self, split: Split) -> RirBank:
+        if self.rirs == "simulated":
+            return RirBank.simulate(
+                self.rir_bank_sizes[split],
+                self.room,
+                seed=self.seed,
+                split=split,
+                sample_rate=self.sample_rate,
+                cache_dir=self.rir_cache_dir,
+                workers=os.cpu_count() or 1,
+                **self.sim_kwargs,
+            )
+        bank = RirBank.from_folder(self.rirs, sample_rate=self.sample_rate, channel=self.measured_rir_channel)
+        if self.measured_rir_split == "all":
+            return bank
+        return bank.split(split, seed=self.seed)
+
+    def build_dataset(self, split: Split) -> ReverbPairDataset:
+        return ReverbPairDataset(
+            self.speech_source().split(split),
+            self.rir_bank(split),
+            num_items=self.items[split],
+            segment_samples=self.segment_samples,
+            sample_rate=self.sample_rate,
+            target=self.clean_target,
+            gain_db_range=self.gain_db_range,
+            split=split,
+            seed=self.seed,
+        )
+
+    def prepare_data(self) -> None:
+        # Simulate (or load) the banks once in the main process so workers only read the cache.
+        if self.rirs == "simulated":
+            for split in ("train", "val", "test"):
+                self.rir_bank(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
+        for split in wanted.get(stage, ("train", "val", "test")) if stage else ("train", "val", "test"):
+            if split not in self.datasets:
+                self.datasets[split] = self.build_dataset(split)
+
+    def _loader(self, split: Split) -> DataLoader:
+        if split not in self.datasets:
+            self.datasets[split] = self.build_dataset(split)
+        ds = self.datasets[split]
+        sampler = EpochSampler(len(ds), seed=self.seed, shuffle=True) if split == "train" else None
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=split == "train",
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
