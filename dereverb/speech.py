@@ -1,0 +1,414 @@
+"""Clean speech sources: a folder of recordings (``SpeechCorpus``) or procedural speech
+(``SyntheticSpeech``, in ``synthetic_speech.py``). Both implement ``SpeechSource``.
+
+Speaker ids come from the file path (first rule that matches):
+
+- LibriSpeech file name ``SPEAKER-CHAPTER-UTT`` (e.g. ``103-1240-0000.flac`` -> ``103``), or the
+  LibriSpeech layout ``SPEAKER/CHAPTER/file`` (two numeric folders);
+- VCTK ``p287_001.wav`` / ``p287_001_mic1.flac`` -> ``p287``;
+- CMU ARCTIC ``cmu_arctic_us_axb_a0006.wav`` -> ``axb``, or ``cmu_us_axb_arctic/wav/arctic_a0001.wav``;
+- otherwise the name of the file's parent folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import soundfile as sf
+
+from dereverb.synthetic_speech import (
+    SPLITS,
+    SpeakerParams,
+    SplitName,
+    SyntheticSpeech,
+    split_ranges,
+)
+
+__all__ = [
+    "CorpusError",
+    "CorpusWarning",
+    "SpeakerParams",
+    "SpeechCorpus",
+    "SpeechSource",
+    "SyntheticSpeech",
+    "Utterance",
+    "speaker_from_path",
+]
+
+log = logging.getLogger(__name__)
+
+_TAG_ITEM = 11  # random-stream tag for deterministic item crops
+
+
+@runtime_checkable
+class SpeechSource(Protocol):
+    """What the data layer needs from clean speech."""
+
+    @property
+    def speakers(self) -> list[str]: ...
+
+    def split(self, name: SplitName) -> SpeechSource: ...
+
+    def sample(self, rng: np.random.Generator, length: int) -> np.ndarray:
+        """A random non-silent crop of a random utterance (training). (length,) float32"""
+        ...
+
+    def item(self, index: int, length: int) -> np.ndarray:
+        """Deterministic crop number ``index`` (validation / test). (length,) float32"""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+class CorpusError(ValueError):
+    """A speech folder cannot be used; the message names the folder and the fix."""
+
+
+class CorpusWarning(UserWarning):
+    """Some files of a speech folder were skipped."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    path: Path
+    speaker: str
+    duration: float  # seconds
+    sample_rate: int  # of the file (audio is resampled on load)
+
+
+_LIBRI = re.compile(r"^([1-9]\d*)-\d+-\d{4}$")  # SPEAKER-CHAPTER-UTT (UTT: 4 digits)
+_VCTK = re.compile(r"^([ps]\d+)_\d+(?:_mic\d+)?$", re.IGNORECASE)
+_ARCTIC_FLAT = re.compile(r"^cmu_arctic_[a-z]+_([a-z0-9]+)_[ab]\d{4}$", re.IGNORECASE)
+_ARCTIC_DIR = re.compile(r"^cmu_[a-z]+_([a-z0-9]+)_arctic$", re.IGNORECASE)
+
+
+def speaker_from_path(path: str | os.PathLike) -> str:
+    """Speaker id of a speech file from LibriSpeech / VCTK / CMU ARCTIC naming, else its folder."""
+    p = Path(path)
+    stem, parent, grand = p.stem, p.parent.name, p.parent.parent.name
+    if m := _LIBRI.match(stem):
+        return m.group(1)
+    if parent.isdigit() and grand.isdigit():  # LibriSpeech SPEAKER/CHAPTER/file
+        return grand
+    if m := _VCTK.match(stem):
+        return m.group(1).lower()
+    if m := _ARCTIC_FLAT.match(stem):
+        return m.group(1).lower()
+    if m := _ARCTIC_DIR.match(grand if parent.lower() == "wav" else parent):
+        return m.group(1).lower()
+    return parent
+
+
+class _LruAudioCache:
+    """Decoded utterances keyed by path, evicting the least recently used above ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: str) -> tuple[np.ndarray, float] | None:
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+        return hit
+
+    def put(self, key: str, value: tuple[np.ndarray, float]) -> None:
+        size = value[0].nbytes
+        if size > self.max_bytes:
+            return
+        self._items[key] = value
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (old, _) = self._items.popitem(last=False)
+            self._bytes -= old.nbytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers get an empty cache rather than a pickled copy of the parent's.
+        return {"max_bytes": self.max_bytes, "_items": OrderedDict(), "_bytes": 0}
+
+
+def active_level_db(x: np.ndarray, sample_rate: int, frame_s: float = 0.02) -> float:
+    """Mean power (dB) of the frames within 30 dB of the loudest (99th percentile) frame.
+
+    A speech-activity level in the spirit of ITU-T P.56: pauses do not lower it. ``-inf`` for
+    an all-zero signal. x (L,)
+    """
+    hop = max(1, int(frame_s * sample_rate))
+    n = len(x) // hop
+    if n == 0:
+        p = np.array([np.mean(x.astype(np.float64) ** 2)]) if len(x) else np.zeros(1)
+    else:
+        p = np.mean(x[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1)
+    if not np.any(p > 0):
+        return -np.inf
+    db = 10 * np.log10(np.maximum(p, 1e-20))
+    active = db >= np.percentile(db, 99) - 30.0
+    return float(10 * np.log10(np.mean(p[active])))
+
+
+class SpeechCorpus:
+    """A folder of WAV/FLAC speech (recursive) as a ``SpeechSource``.
+
+    Files are indexed with ``soundfile.info`` (no decoding); unreadable ones are skipped with
+    one ``CorpusWarning`` and listed in ``skipped``; utterances shorter than ``min_duration``
+    seconds are dropped (counted in ``n_too_short``). Audio is decoded lazily, downmixed,
+    resampled to ``sample_rate`` and kept in an LRU cache of ``cache_mb`` MiB.
+
+    Splits are speaker-disjoint: the sorted speaker ids are shuffled with ``seed`` and cut by
+    ``split_fractions``; every split with a positive fraction gets >= 1 speaker.
+
+    Crops: ``sample`` picks an utterance uniformly and a crop whose mean power is at most
+    ``min_crop_level_db`` below the utterance's active level (up to ``max_tries`` random
+    offsets, else the most energetic crop), so training crops are never all silent;
+    ``item`` does the same with a generator seeded by ``(seed, split, index)``. An utterance
+    shorter than the crop is placed whole at a random offset in zeros (not looped: looping
+    would splice an unnatural onset). Digitally silent or undecodable utterances are passed over.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        sample_rate: int = 16000,
+        min_duration: float = 1.0,
+        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        seed: int = 0,
+        extensions: tuple[str, ...] = (".wav", ".flac"),
+        cache_mb: float = 512.0,
+        min_crop_level_db: float = 10.0,
+        max_tries: int = 10,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            raise CorpusError(
+                f"speech folder {self.root} does not exist; pass a folder of WAV/FLAC speech "
+                "(e.g. LibriSpeech) or use the synthetic source"
+            )
+        if not self.root.is_dir():
+            raise CorpusError(f"speech folder {self.root} is a file, not a folder; pass its folder")
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
+        self.sample_rate = int(sample_rate)
+        self.min_duration = float(min_duration)
+        self.split_fractions = tuple(float(f) for f in split_fractions)
+        split_ranges(3, self.split_fractions)  # validate the fractions early
+        self.seed = int(seed)
+        self.extensions = tuple(
+            e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions
+        )
+        self.min_crop_level_db = float(min_crop_level_db)
+        self.max_tries = int(max_tries)
+        self.split_name: str | None = None
+        self.skipped: list[Path] = []
+        self.n_too_short = 0
+        self._cache = _LruAudioCache(int(cache_mb * 2**20))
+        self._bad: set[str] = set()  # files that failed to decode after indexing
+        self.utterances = self._scan()
+
+    # ------------------------------------------------------------------ indexing
+    def _scan(self) -> list[Utterance]:
+        files = sorted(
+            p for p in self.root.rglob("*") if p.suffix.lower() in self.extensions and p.is_file()
+        )
+        if not files:
+            raise CorpusError(
+                f"no audio files ({', '.join(self.extensions)}) found under {self.root}; put WAV/FLAC "
+                "speech there (subfolders are searched) or use the synthetic source"
+            )
+        utts: list[Utterance] = []
+        reasons: list[str] = []
+        for p in files:
+            try:
+                if p.stat().st_size == 0:
+                    raise ValueError("0 bytes")
+                info = sf.info(str(p))
+                if info.frames <= 0 or info.samplerate <= 0:
+                    raise ValueError("no samples")
+            except Exception as exc:  # libsndfile raises several types for non-audio files
+                self.skipped.append(p)
+                reasons.append(
+                    f"{p.name} ({str(exc).strip().splitlines()[-1][-80:] or type(exc).__name__})"
+                )
+                continue
+            duration = info.frames / info.samplerate
+            if duration < self.min_duration:
+                self.n_too_short += 1
+                continue
+            utts.append(Utterance(p, speaker_from_path(p), duration, int(info.samplerate)))
+        if self.skipped:
+            more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+            warnings.warn(
+                f"skipped {len(self.skipped)} unreadable audio file(s) under {self.root}: "
+                f"{'; '.join(reasons[:3])}{more} (listed in SpeechCorpus.skipped); "
+                "re-export or remove them",
+                CorpusWarning,
+                stacklevel=3,
+            )
+        if self.n_too_short:
+            log.info(
+                "%s: dropped %d utterance(s) shorter than %.2f s",
+                self.root,
+                self.n_too_short,
+                self.min_duration,
+            )
+        if not utts:
+            raise CorpusError(
+                f"no usable utterances under {self.root}: {len(files)} file(s) found, "
+                f"{len(self.skipped)} unreadable, {self.n_too_short} shorter than min_duration="
+                f"{self.min_duration} s; add readable speech or lower min_duration"
+            )
+        return utts
+
+    # ------------------------------------------------------------------ SpeechSource protocol
+    @property
+    def speakers(self) -> list[str]:
+        return sorted({u.speaker for u in self.utterances})
+
+    @property
+    def total_duration(self) -> float:
+        """Seconds of audio in this (split) corpus."""
+        return float(sum(u.duration for u in self.utterances))
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __repr__(self) -> str:
+        part = f", split={self.split_name!r}" if self.split_name else ""
+        return (
+            f"SpeechCorpus({str(self.root)!r}, utterances={len(self)}, speakers={len(self.speakers)}, "
+            f"hours={self.total_duration / 3600:.2f}{part})"
+        )
+
+    def split_speakers(self) -> dict[str, list[str]]:
+        """Speaker ids of each split: seeded shuffle of the sorted ids, cut by the fractions."""
+        if self.split_name is not None:
+            raise ValueError(
+                f"this corpus is already the {self.split_name!r} split; split the full corpus"
+            )
+        spk = self.speakers
+        try:
+            ranges = split_ranges(len(spk), self.split_fractions)
+        except ValueError as exc:
+            raise CorpusError(
+                f"{self.root}: found {len(spk)} speaker(s) ({', '.join(spk[:5])}); a speaker-disjoint "
+                f"train/val/test split with split_fractions={self.split_fractions} needs at least "
+                f"{sum(f > 0 for f in self.split_fractions)}; add speakers, or set unused split "
+                "fractions to 0 (e.g. (1, 0, 0)). Speaker ids come from LibriSpeech/VCTK/CMU ARCTIC "
+                "file names, else the parent folder name"
+            ) from exc
+        order = np.random.default_rng(self.seed).permutation(len(spk))
+        shuffled = [spk[i] for i in order]
+        return {
+            name: sorted(shuffled[lo:hi]) for name, (lo, hi) in zip(SPLITS, ranges, strict=True)
+        }
+
+    def split(self, name: SplitName) -> SpeechCorpus:
+        """The speaker-disjoint ``train``/``val``/``test`` part; shares the audio cache."""
+        if name not in SPLITS:
+            raise ValueError(f"split name must be one of {SPLITS}, got {name!r}")
+        keep = set(self.split_speakers()[name])
+        if not keep:
+            raise CorpusError(
+                f"{self.root}: split {name!r} is empty because its fraction in "
+                f"split_fractions={self.split_fractions} is 0"
+            )
+        view = SpeechCorpus.__new__(SpeechCorpus)
+        view.__dict__.update(self.__dict__)
+        view.split_name = name
+        view.utterances = [u for u in self.utterances if u.speaker in keep]
+        return view
+
+    def sample(self, rng: np.random.Generator, length: int) -> np.ndarray:
+        """A random non-silent crop of a uniformly chosen utterance. (length,) float32"""
+        length = _check_length(length)
+        for _ in range(max(20, self.max_tries)):
+            crop = self._crop(int(rng.integers(len(self.utterances))), rng, length)
+            if crop is not None:
+                return crop
+        raise CorpusError(
+            f"{self.root}: could not read a non-silent utterance in 20 tries; check the files"
+        )
+
+    def item(self, index: int, length: int) -> np.ndarray:
+        """Deterministic crop ``index`` (any int >= 0; utterance ``index % len``). (length,) float32"""
+        length = _check_length(length)
+        if index < 0:
+            raise IndexError(f"index must be >= 0, got {index}")
+        split_code = SPLITS.index(self.split_name) + 1 if self.split_name else 0
+        rng = np.random.default_rng([self.seed, _TAG_ITEM, split_code, index])
+        n = len(self.utterances)
+        for k in range(min(n, 20)):  # a silent/undecodable utterance defers to the next one
+            crop = self._crop((index + k) % n, rng, length)
+            if crop is not None:
+                return crop
+        raise CorpusError(f"{self.root}: utterances near index {index} are silent or unreadable")
+
+    # ------------------------------------------------------------------ audio
+    def load(self, index: int) -> tuple[np.ndarray, float] | None:
+        """Decoded mono audio at ``sample_rate`` and its active level (dB) of utterance
+        ``index``, or ``None`` if it cannot be decoded. ((L,), float)"""
+        from dereverb.audio import AudioError, read_audio, resample, to_mono
+
+        u = self.utterances[index]
+        key = str(u.path)
+        if key in self._bad:
+            return None
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        try:
+            x, sr = read_audio(u.path)
+        except AudioError as exc:
+            self._bad.add(key)
+            self.skipped.append(u.path)
+            warnings.warn(
+                f"skipping an utterance that failed to decode: {exc}", CorpusWarning, stacklevel=3
+            )
+            return None
+        x = np.asarray(to_mono(x), dtype=np.float32)
+        if sr != self.sample_rate:
+            x = np.asarray(resample(x, sr, self.sample_rate), dtype=np.float32)
+        entry = (x, active_level_db(x, self.sample_rate))
+        self._cache.put(key, entry)
+        return entry
+
+    def _crop(self, index: int, rng: np.random.Generator, length: int) -> np.ndarray | None:
+        loaded = self.load(index)
+        if loaded is None or not np.isfinite(loaded[1]):
+            return None  # undecodable or digitally silent
+        x, level = loaded
+        if len(x) <= length:
+            out = np.zeros(length, dtype=np.float32)
+            off = int(rng.integers(0, length - len(x) + 1))
+            out[off : off + len(x)] = x
+            return out
+        threshold = 10 ** ((level - self.min_crop_level_db) / 10)
+        for _ in range(self.max_tries):
+            off = int(rng.integers(0, len(x) - length + 1))
+            if np.mean(np.square(x[off : off + length], dtype=np.float64)) >= threshold:
+                return x[off : off + length].copy()
+        # Sparse speech: fall back to the most energetic crop (windowed energy via a cumsum).
+        c = np.concatenate([[0.0], np.cumsum(np.square(x, dtype=np.float64))])
+        off = int(np.argmax(c[length:] - c[:-length]))
+        return x[off : off + length].copy()
+
+
+def _check_length(length: int) -> int:
+    if int(length) != length or length < 1:
+        raise ValueError(f"length must be a positive number of samples, got {length}")
+    return int(length)
