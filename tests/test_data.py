@@ -21,7 +21,7 @@ def small_dm(cache_dir, **kw):
     args = dict(
         speech="synthetic", rirs="simulated", segment_seconds=1.0, batch_size=4, train_items=8,
         val_items=4, test_items=4, rir_bank_sizes=(6, 3, 3), room=RoomSampler(**SMALL_ROOMS),
-        rir_max_order=12, rir_cache_dir=cache_dir, synthetic_speakers=30,
+        rir_max_order=12, rir_calibrate=0, rir_cache_dir=cache_dir, synthetic_speakers=30,
     )
     args.update(kw)
     return DereverbDataModule(**args)
@@ -40,7 +40,7 @@ def test_make_pair_dry_target_is_aligned_and_unclipped():
     rng = np.random.default_rng(0)
     dry = rng.standard_normal(16000).astype(np.float32)  # white: cross-correlation = the RIR
     rir = np.zeros(4000, np.float32)
-    rir[37] = -0.8  # direct path, arbitrary polarity and level
+    rir[37] = 1.0  # direct path at the dry level, as RirBank delivers it
     rir[37 + 200 :] = toy_rir(0.3)[: 4000 - 237] * 0.5
     reverb, clean = make_pair(dry, rir, 37, 16000, "dry", gain_db=20.0)
     assert _lag(reverb, clean) == 0
