@@ -1,0 +1,290 @@
+"""``DereverbModule``: the LightningModule that wraps STFT -> representation -> U-Net -> loss.
+
+Only the U-Net runs under the trainer's precision (``bf16-mixed`` / ``16-mixed``); STFT,
+representation encode/decode and phase recovery run in float32 with autocast off.
+Hyperparameters are plain values so checkpoints load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_only
+
+from dereverb import dsp, metrics
+from dereverb import representations as reps
+from dereverb.models.unet import UNet
+
+Target = Literal["same", "log_magnitude"]
+ACTIVATIONS = {
+    "sigmoid": torch.sigmoid,
+    "softplus": F.softplus,
+    "identity": lambda t: t,
+}
+# Inverses of the output activations, to put the residual skip in pre-activation space.
+INVERSE_ACTIVATIONS = {
+    "sigmoid": lambda t: torch.logit(t.clamp(1e-4, 1 - 1e-4)),
+    "softplus": lambda t: t.clamp_min(1e-6) + torch.log(-torch.expm1(-t.clamp_min(1e-6))),
+    "identity": lambda t: t,
+}
+VAL_METRICS = ("pesq", "stoi", "estoi", "si_sdr")
+
+
+class DereverbModule(L.LightningModule):
+    """Predict the clean magnitude of reverberant speech with a U-Net on a spectrogram representation.
+
+    Args:
+        representation: input representation name (``magnitude``, ``log_magnitude``, ``grayscale``,
+            ``colormap``, ``image_codec``, ``pcen``, ``stacked``), see :mod:`dereverb.representations`.
+        representation_kwargs: its options, e.g. ``{cmap: turbo, levels: 256}``.
+        target: ``same`` (predict the clean image in the input's own representation, decoded back
+            to a magnitude) or ``log_magnitude`` (the output domain is fixed; isolates the input effect).
+        input_expansion: a learned 1x1 conv from the input channels to this many channels in
+            front of the U-Net (the study's learned-colormap control).
+        residual: the U-Net predicts a correction to the input, expressed in the output domain
+            (for ``target: log_magnitude``: log of the *decoded* input, so the skip carries only
+            what the input representation kept). Starts training at "do nothing" instead of
+            "output zeros", which makes short trainings useful.
+        base_channels / depth / norm / activation: U-Net size and layers.
+        loss: ``l1`` or ``mse`` in the target domain.
+        lr / weight_decay / scheduler / warmup_steps: AdamW and its schedule.
+        sample_rate / n_fft / hop_length: the STFT (linked to the DataModule's sample rate).
+        phase / griffin_lim_iters: phase recovery for validation and prediction.
+        val_metric_batches: validation batches scored with the full inverse path each epoch.
+        n_media_examples: validation examples whose spectrograms/audio go to TensorBoard.
+    """
+
+    def __init__(
+        self,
+        representation: str = "log_magnitude",
+        representation_kwargs: dict[str, Any] | None = None,
+        target: Target = "log_magnitude",
+        input_expansion: int | None = None,
+        residual: bool = True,
+        base_channels: int = 32,
+        depth: int = 4,
+        norm: Literal["batch", "instance", "group", "none"] = "batch",
+        activation: Literal["relu", "leaky_relu", "gelu", "silu"] = "relu",
+        loss: Literal["l1", "mse"] = "l1",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: Literal["none", "cosine", "plateau"] = "cosine",
+        warmup_steps: int = 0,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        hop_length: int = 128,
+        phase: dsp.PhaseMethod = "griffinlim-warm",
+        griffin_lim_iters: int = 32,
+        val_metric_batches: int = 2,
+        n_media_examples: int = 2,
+    ) -> None:
+        super().__init__()
+        if target not in ("same", "log_magnitude"):
+            raise ValueError(f"model.target must be 'same' or 'log_magnitude', got {target!r}")
+        if loss not in ("l1", "mse"):
+            raise ValueError(f"model.loss must be 'l1' or 'mse', got {loss!r}")
+        if phase not in dsp.PHASE_METHODS:
+            raise ValueError(f"model.phase must be one of {', '.join(dsp.PHASE_METHODS)}, got {phase!r}")
+        representation_kwargs = dict(representation_kwargs or {})
+        self.save_hyperparameters()
+        self.stft_cfg = dsp.StftConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length)
+        self.input_repr = reps.build(representation, **representation_kwargs)
+        self.target_repr = self.input_repr if target == "same" else reps.build("log_magnitude")
+        self.output_activation = ACTIVATIONS[self.target_repr.output_activation]
+        self.inverse_activation = INVERSE_ACTIVATIONS[self.target_repr.output_activation]
+        in_ch = self.input_repr.channels
+        self.net = UNet(
+            in_channels=in_ch,
+            out_channels=self.target_repr.channels,
+            base_channels=base_channels,
+            depth=depth,
+            norm=norm,
+            activation=activation,
+            input_expansion=input_expansion,
+        )
+        self._input_scores: dict[int, dict[str, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ core path
+    def analyse(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, L)`` -> complex spectrum ``(B, F+1, N)`` and magnitude ``(B, F, N)``."""
+        spec = dsp.stft(wave, self.stft_cfg)
+        return spec, dsp.magnitude(spec)
+
+    def forward(self, mag: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Reverberant magnitude ``(B, F, N)`` -> network output in the target domain
+        ``(B, C_out, F, N)`` (float32, activation applied) and the input's ctx."""
+        with torch.autocast(device_type=mag.device.type, enabled=False):
+            x, ctx = self.input_repr.encode(mag.float())
+            skip = self._skip(x, ctx) if self.hparams.residual else None
+        y = self.net(x).float()
+        if skip is not None:
+            y = y + skip
+        return self.output_activation(y), ctx
+
+    def _skip(self, x: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
+        """The input in the output domain, before the output activation ``(B, C_out, F, N)``."""
+        if self.hparams.target == "same":
+            return self.inverse_activation(x)
+        decoded = self.input_repr.decode(x, ctx)
+        return self.target_repr.encode(decoded)[0]
+
+    def target_of(self, clean_mag: torch.Tensor, reverb_mag: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
+        """The clean target in the output domain ``(B, C_out, F, N)``, encoded with the input's ctx."""
+        with torch.autocast(device_type=clean_mag.device.type, enabled=False):
+            if self.hparams.target == "same":
+                return self.target_repr.encode(clean_mag.float(), ctx)[0]
+            return self.target_repr.encode(clean_mag.float())[0]
+
+    def decode(self, y: torch.Tensor, reverb_mag: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
+        """Network output ``(B, C_out, F, N)`` -> magnitude ``(B, F, N)``."""
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            if self.hparams.target == "same":
+                return self.target_repr.decode(y.float(), ctx)
+            return self.target_repr.decode(y.float(), self.target_repr.encode(reverb_mag.float())[1])
+
+    @torch.no_grad()
+    def enhance(
+        self,
+        reverb: torch.Tensor,
+        phase: dsp.PhaseMethod | None = None,
+        n_iter: int | None = None,
+    ) -> torch.Tensor:
+        """Dereverberate waveforms ``(B, L)`` at the model's sample rate -> ``(B, L)``."""
+        spec, mag = self.analyse(reverb)
+        y, ctx = self(mag)
+        est_mag = self.decode(y, mag, ctx)
+        return dsp.reconstruct(
+            est_mag,
+            self.stft_cfg,
+            reverb.shape[-1],
+            phase=phase or self.hparams.phase,
+            reverb_spec=spec,
+            n_iter=self.hparams.griffin_lim_iters if n_iter is None else n_iter,
+        )
+
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        fn = F.l1_loss if self.hparams.loss == "l1" else F.mse_loss
+        return fn(pred.float(), target.float())
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+        spec, mag = self.analyse(batch["reverb"])
+        _, clean_mag = self.analyse(batch["clean"])
+        y, ctx = self(mag)
+        target = self.target_of(clean_mag, mag, ctx)
+        return self._loss(y, target), {"spec": spec, "mag": mag, "clean_mag": clean_mag, "y": y, "ctx": ctx}
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _ = self._step(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["reverb"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, out = self._step(batch)
+        bs = batch["reverb"].shape[0]
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=bs)
+        if batch_idx >= self.hparams.val_metric_batches:
+            return
+        est = self._waveform(out, batch["reverb"].shape[-1])
+        scores = self._score(batch["clean"], est)
+        for name in VAL_METRICS:
+            vals = scores[name]
+            if np.isfinite(vals).any():
+                self.log(f"val/{name}", float(np.nanmean(vals)), sync_dist=True, batch_size=bs)
+        self.log("val/pesq_failures", float(scores.get("pesq_failed", 0)), reduce_fx="sum", sync_dist=True)
+        # Scores of the unprocessed input on the same items: the line the model must beat.
+        if batch_idx not in self._input_scores:
+            self._input_scores[batch_idx] = self._score(batch["clean"], batch["reverb"])
+        for name in VAL_METRICS:
+            vals = self._input_scores[batch_idx][name]
+            if np.isfinite(vals).any():
+                self.log(f"val_input/{name}", float(np.nanmean(vals)), sync_dist=True, batch_size=bs)
+        if batch_idx == 0:
+            self._log_media(batch, out, est)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, out = self._step(batch)
+        bs = batch["reverb"].shape[0]
+        self.log("test/loss", loss, sync_dist=True, batch_size=bs)
+        scores = self._score(batch["clean"], self._waveform(out, batch["reverb"].shape[-1]))
+        for name in VAL_METRICS:
+            if np.isfinite(scores[name]).any():
+                self.log(f"test/{name}", float(np.nanmean(scores[name])), sync_dist=True, batch_size=bs)
+
+    def _waveform(self, out: dict[str, Any], length: int) -> torch.Tensor:
+        est_mag = self.decode(out["y"], out["mag"], out["ctx"])
+        return dsp.reconstruct(
+            est_mag, self.stft_cfg, length, phase=self.hparams.phase, reverb_spec=out["spec"],
+            n_iter=self.hparams.griffin_lim_iters,
+        )
+
+    def _score(self, ref: torch.Tensor, est: torch.Tensor) -> dict[str, np.ndarray]:
+        return metrics.score_batch(
+            ref.detach().float().cpu().numpy(), est.detach().float().cpu().numpy(),
+            self.hparams.sample_rate, metrics=VAL_METRICS,
+        )
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        sched_name = self.hparams.scheduler
+        warmup = max(int(self.hparams.warmup_steps), 0)
+        if sched_name == "none" and warmup == 0:
+            return opt
+        if sched_name == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss"}}
+        total = self._total_steps()
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if sched_name == "none":
+                return 1.0
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _total_steps(self) -> int:
+        try:
+            steps = int(self.trainer.estimated_stepping_batches)
+        except Exception:  # no trainer attached (unit use): a long, flat-ish schedule
+            steps = 100_000
+        return steps if 0 < steps < 10**9 else 100_000
+
+    # ------------------------------------------------------------------ TensorBoard media
+    @rank_zero_only
+    def _log_media(self, batch: dict[str, torch.Tensor], out: dict[str, Any], est: torch.Tensor) -> None:
+        logger = self.logger
+        exp = getattr(logger, "experiment", None)
+        if exp is None or not hasattr(exp, "add_image"):
+            return
+        from dereverb.plots import spectrogram_image
+
+        n = min(self.hparams.n_media_examples, batch["reverb"].shape[0])
+        step = self.global_step
+        sr = self.hparams.sample_rate
+        # Show the network's own input/output images (RGB in colour) and dB magnitudes.
+        with torch.no_grad():
+            x_in, _ = self.input_repr.encode(out["mag"][:n].float())
+            target = self.target_of(out["clean_mag"][:n], out["mag"][:n], {k: _head(v, n) for k, v in out["ctx"].items()})
+        est_mag = self.decode(out["y"][:n], out["mag"][:n], {k: _head(v, n) for k, v in out["ctx"].items()})
+        for i in range(n):
+            exp.add_image(f"val/spectrogram/reverb/{i}", spectrogram_image(x_in[i]), step, dataformats="HWC")
+            exp.add_image(f"val/spectrogram/output/{i}", spectrogram_image(out["y"][i]), step, dataformats="HWC")
+            exp.add_image(f"val/spectrogram/clean/{i}", spectrogram_image(target[i]), step, dataformats="HWC")
+            exp.add_image(f"val/spectrogram/output_db/{i}", spectrogram_image(est_mag[i], db=True), step, dataformats="HWC")
+            for name, wav in (("reverb", batch["reverb"][i]), ("output", est[i]), ("clean", batch["clean"][i])):
+                w = wav.detach().float().cpu()
+                w = w / max(float(w.abs().max()), 1e-6) * 0.9
+                exp.add_audio(f"val/audio/{name}/{i}", w[None], step, sample_rate=sr)
+
+
+def _head(v: Any, n: int) -> Any:
+    return v[:n] if isinstance(v, torch.Tensor) and v.dim() > 0 else v

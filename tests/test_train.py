@@ -1,0 +1,107 @@
+"""Training CLI end to end on tiny models: every config, resume, print_config, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dereverb.module import DereverbModule
+from dereverb.train import CONFIG_KEY, run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p.name for p in (ROOT / "configs").glob("*.yaml") if p.name != "study.yaml")
+
+
+def tiny_args(tmp: Path, cache: Path) -> list[str]:
+    return [
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--trainer.logger.init_args.save_dir", str(tmp / "runs"),
+        "--data.segment_seconds", "0.5",
+        "--data.batch_size", "2",
+        "--data.train_items", "4",
+        "--data.val_items", "2",
+        "--data.test_items", "2",
+        "--data.num_workers", "0",
+        "--data.rir_bank_sizes", "[4, 2, 2]",
+        "--data.rir_cache_dir", str(cache),
+        "--data.room.t60_range", "[0.3, 0.5]",
+        "--data.rir_max_order", "10",
+        "--data.rir_calibrate", "0",
+        "--data.synthetic_speakers", "30",
+        "--model.base_channels", "4",
+        "--model.depth", "2",
+        "--model.griffin_lim_iters", "2",
+        "--model.val_metric_batches", "1",
+        "--model.n_media_examples", "1",
+    ]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("rircache")
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_fast_dev_run_every_config(config, tmp_path, cache):
+    args = ["--config", str(ROOT / "configs" / config), *tiny_args(tmp_path, cache), "--trainer.fast_dev_run", "1"]
+    if config == "librispeech.yaml":
+        speech = ROOT.parent / "shared" / "data" / "speech" / "librispeech-train-clean-100"
+        if not speech.exists():
+            pytest.skip("LibriSpeech sample in ../shared/data is absent")
+        args += ["--data.speech", str(speech), "--data.min_duration", "1.0"]
+    cli = run(args)
+    assert cli.trainer.state.finished
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+
+
+def test_composed_configs_and_dotted_overrides(tmp_path, cache):
+    cli = run([
+        "--config", str(ROOT / "configs" / "quickstart.yaml"), "--config", str(ROOT / "configs" / "rgb_turbo.yaml"),
+        *tiny_args(tmp_path, cache), "--trainer.fast_dev_run", "1", "--model.target", "same",
+    ])
+    m = cli.model
+    assert m.hparams.representation == "colormap" and m.hparams.representation_kwargs["cmap"] == "turbo"
+    assert m.hparams.base_channels == 4  # later --model.* beats the configs
+    assert m.net.in_channels == 3 and m.net.out_channels == 3  # RGB in, RGB out
+
+
+def test_print_config(tmp_path, cache, capsys):
+    with pytest.raises(SystemExit) as e:
+        run(["--config", str(ROOT / "configs" / "quickstart.yaml"), "--model.lr", "0.0123", "--print_config"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "lr: 0.0123" in out and "representation: log_magnitude" in out and "sample_rate: 16000" in out
+
+
+def test_sample_rate_is_linked_from_data_to_model(tmp_path, cache):
+    cli = run([*tiny_args(tmp_path, cache), "--data.sample_rate", "8000", "--trainer.fast_dev_run", "1"])
+    assert cli.model.hparams.sample_rate == 8000 and cli.model.stft_cfg.sample_rate == 8000
+
+
+def test_unknown_key_is_one_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        run(["--config", str(ROOT / "configs" / "quickstart.yaml"), "--model.not_a_key", "1"])
+    assert e.value.code == 2
+    assert "not_a_key" in capsys.readouterr().err
+
+
+def test_resume_continues_at_saved_step_and_checkpoint_is_weights_only(tmp_path, cache):
+    base = ["--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny_args(tmp_path, cache), "--trainer.logger.init_args.name", "resume"]
+    cli = run([*base, "--trainer.max_epochs", "1"])
+    last = Path(cli.trainer.checkpoint_callback.last_model_path)
+    assert last.name == "last.ckpt" and last.exists()
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)  # plain hyperparameters only
+    steps_per_epoch = 2  # train_items 4 / batch 2
+    assert ckpt["global_step"] == steps_per_epoch
+    assert "representation: log_magnitude" in ckpt[CONFIG_KEY]
+    model = DereverbModule.load_from_checkpoint(last, map_location="cpu", weights_only=True)
+    assert model.hparams.base_channels == 4
+    assert (last.parent / next(p.name for p in last.parent.iterdir() if p.name.startswith("best"))).exists()
+
+    cli2 = run([*base, "--trainer.max_epochs", "2", "--ckpt_path", str(last)])
+    assert cli2.trainer.global_step == 2 * steps_per_epoch  # continued, not restarted
+    assert cli2.trainer.current_epoch == 2
+    assert Path(cli2.trainer.logger.log_dir) == last.parent.parent  # same TensorBoard run
