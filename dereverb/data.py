@@ -22,6 +22,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
+import torchaudio.functional as AF
 from scipy.signal import fftconvolve
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -81,6 +82,40 @@ def make_pair(
     return (reverb * gain).astype(np.float32), (clean * gain).astype(np.float32)
 
 
+def make_pairs_torch(
+    dry: torch.Tensor,
+    rirs: torch.Tensor,
+    direct_index: torch.Tensor,
+    gain_db: torch.Tensor,
+    sample_rate: int,
+    target: Literal["dry", "early"] = "dry",
+    peak_limit: float = 0.99,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched, on-device twin of :func:`make_pair` (same result within float32 round-off).
+
+    ``dry (B, L)``, ``rirs (B, Lr)`` zero-padded, ``direct_index (B,)`` long, ``gain_db (B,)``
+    -> ``reverb (B, L)``, ``clean (B, L)``. FFT convolution with ``torchaudio.functional.fftconvolve``.
+    """
+    with torch.autocast(device_type=dry.device.type, enabled=False):
+        dry, rirs = dry.float(), rirs.float()
+        length = dry.shape[-1]
+        reverb = AF.fftconvolve(dry, rirs)[..., :length]
+        d = direct_index.long().view(-1, 1)
+        if target == "dry":
+            src = torch.arange(length, device=dry.device).view(1, -1) - d
+            clean = torch.where(src >= 0, dry.gather(1, src.clamp_min(0)), torch.zeros_like(dry))
+        elif target == "early":
+            taps = torch.arange(rirs.shape[-1], device=dry.device).view(1, -1)
+            early = rirs * (taps <= d + int(EARLY_MS * 1e-3 * sample_rate)).float()
+            clean = AF.fftconvolve(dry, early)[..., :length]
+        else:
+            raise ValueError(f"target must be 'dry' or 'early', got {target!r}")
+        gain = 10.0 ** (gain_db.float().view(-1, 1) / 20.0)
+        peak = torch.maximum(reverb.abs().amax(-1, keepdim=True), clean.abs().amax(-1, keepdim=True)) * gain
+        gain = torch.where(peak > peak_limit, gain * peak_limit / peak.clamp_min(1e-12), gain)
+        return reverb * gain, clean * gain
+
+
 class EpochSampler(Sampler[int]):
     """Yields ``epoch * n + i`` for a (shuffled) permutation of ``range(n)``.
 
@@ -118,8 +153,9 @@ class ReverbPairDataset(Dataset):
     ``len`` items per epoch; ``deterministic=True`` (val/test) makes item ``i`` a pure
     function of ``(seed, split, i)``; otherwise the index handed in by :class:`EpochSampler`
     also encodes the epoch. Returns dicts of tensors: ``reverb (L,)``, ``clean (L,)``,
-    ``t60 ()``, ``drr ()``, ``rir_index ()``, and ``dry (L,)`` (the unconvolved crop, for the
-    device-side convolution path).
+    ``t60 ()``, ``drr ()``, ``rir_index ()``, ``gain_db ()`` and ``dry (L,)``. With
+    ``convolve=False`` (the device path) ``reverb``/``clean`` are left out: workers only read and
+    crop audio, and :func:`make_pairs_torch` builds the pair on the training device.
     """
 
     def __init__(
@@ -134,6 +170,8 @@ class ReverbPairDataset(Dataset):
         split: Split = "train",
         seed: int = 0,
         deterministic: bool | None = None,
+        convolve: bool = True,
+        rir_offset: int = 0,
     ) -> None:
         if len(rirs) == 0:
             raise ValueError(f"the {split} RIR bank is empty")
@@ -145,11 +183,14 @@ class ReverbPairDataset(Dataset):
         self.gain_db_range = gain_db_range
         self.split, self.seed = split, seed
         self.deterministic = split != "train" if deterministic is None else deterministic
+        self.convolve = convolve
+        self.rir_offset = rir_offset  # index of this bank's first RIR in the device-side table
 
     def __len__(self) -> int:
         return self.num_items
 
-    def item(self, index: int) -> PairItem:
+    def draw(self, index: int) -> tuple[np.ndarray, int, float]:
+        """The random choices of item ``index``: dry crop ``(L,)``, RIR index, gain (dB)."""
         if self.deterministic:
             i = index % self.num_items
             rng = np.random.default_rng([self.seed, SPLIT_CODE[self.split], i])
@@ -159,14 +200,27 @@ class ReverbPairDataset(Dataset):
             rng = np.random.default_rng([self.seed, SPLIT_CODE[self.split], epoch, i])
             dry = self.speech.sample(rng, self.segment_samples)
         r = int(rng.integers(len(self.rirs)))
-        rir = self.rirs[r]
         gain_db = float(rng.uniform(*self.gain_db_range))
+        return dry.astype(np.float32), r, gain_db
+
+    def item(self, index: int) -> PairItem:
+        dry, r, gain_db = self.draw(index)
+        rir = self.rirs[r]
         reverb, clean = make_pair(
             dry, rir.rir, rir.direct_index, self.sample_rate, self.target, gain_db
         )
-        return PairItem(reverb, clean, dry.astype(np.float32), r, float(rir.t60), float(rir.drr))
+        return PairItem(reverb, clean, dry, r, float(rir.t60), float(rir.drr))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not self.convolve:
+            dry, r, gain_db = self.draw(int(index))
+            return {
+                "dry": torch.from_numpy(dry),
+                "rir_index": torch.tensor(self.rir_offset + r),
+                "gain_db": torch.tensor(gain_db, dtype=torch.float32),
+                "t60": torch.tensor(float(self.rirs[r].t60), dtype=torch.float32),
+                "drr": torch.tensor(float(self.rirs[r].drr), dtype=torch.float32),
+            }
         it = self.item(int(index))
         return {
             "reverb": torch.from_numpy(it.reverb),
@@ -202,6 +256,9 @@ class DereverbDataModule(L.LightningDataModule):
         synthetic_speakers: speakers of the synthetic generator (split by id ranges).
         min_duration: minimum utterance length (s) for a speech folder.
         seed: the data seed (independent of the model's initialisation seed).
+        reverb_on_device: workers only read and crop speech; the RIR banks live on the training
+            device and :meth:`on_after_batch_transfer` convolves the batch there (batched FFT).
+            Same pairs as the CPU path for the same seed, within float32 round-off.
     """
 
     def __init__(
@@ -229,6 +286,7 @@ class DereverbDataModule(L.LightningDataModule):
         synthetic_speakers: int = 200,
         min_duration: float = 1.0,
         seed: int = 0,
+        reverb_on_device: bool = False,
     ) -> None:
         super().__init__()
         if clean_target not in ("dry", "early"):
@@ -260,7 +318,10 @@ class DereverbDataModule(L.LightningDataModule):
         self.gain_db_range = tuple(gain_db_range)
         self.synthetic_speakers, self.min_duration = synthetic_speakers, min_duration
         self.seed = seed
+        self.reverb_on_device = reverb_on_device
         self.datasets: dict[str, ReverbPairDataset] = {}
+        self._banks: dict[str, RirBank] = {}
+        self._rir_table: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self._speech_source: SpeechSource | None = None
 
     @property
@@ -280,6 +341,11 @@ class DereverbDataModule(L.LightningDataModule):
         return self._speech_source
 
     def rir_bank(self, split: Split) -> RirBank:
+        if split not in self._banks:
+            self._banks[split] = self._load_bank(split)
+        return self._banks[split]
+
+    def _load_bank(self, split: Split) -> RirBank:
         if self.rirs == "simulated":
             return RirBank.simulate(
                 self.rir_bank_sizes[split],
@@ -307,7 +373,39 @@ class DereverbDataModule(L.LightningDataModule):
             gain_db_range=self.gain_db_range,
             split=split,
             seed=self.seed,
+            convolve=not self.reverb_on_device,
+            rir_offset=self._rir_offsets()[split],
         )
+
+    def _rir_offsets(self) -> dict[str, int]:
+        """Where each split's bank starts in the device-side table (train, val, test in order)."""
+        if not self.reverb_on_device:
+            return {"train": 0, "val": 0, "test": 0}
+        sizes = [len(self.rir_bank(s)) for s in ("train", "val", "test")]
+        return {"train": 0, "val": sizes[0], "test": sizes[0] + sizes[1]}
+
+    def rir_table(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """All splits' RIRs zero-padded into ``(n_rirs, L_max)`` on ``device``, and their
+        direct-path indices ``(n_rirs,)``; built once per device."""
+        if device not in self._rir_table:
+            rirs = [r for s in ("train", "val", "test") for r in self.rir_bank(s)]
+            table = torch.zeros(len(rirs), max(r.rir.shape[-1] for r in rirs))
+            for i, r in enumerate(rirs):
+                table[i, : r.rir.shape[-1]] = torch.from_numpy(np.asarray(r.rir, dtype=np.float32))
+            direct = torch.tensor([int(r.direct_index) for r in rirs])
+            self._rir_table[device] = (table.to(device), direct.to(device))
+        return self._rir_table[device]
+
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        """Device path: build ``reverb``/``clean`` from ``dry`` + ``rir_index`` on the device."""
+        if "reverb" in batch or "dry" not in batch:
+            return batch
+        table, direct = self.rir_table(batch["dry"].device)
+        idx = batch["rir_index"].long()
+        batch["reverb"], batch["clean"] = make_pairs_torch(
+            batch["dry"], table[idx], direct[idx], batch["gain_db"], self.sample_rate, self.clean_target
+        )
+        return batch
 
     def prepare_data(self) -> None:
         # Simulate (or load) the banks once in the main process so workers only read the cache.

@@ -108,6 +108,8 @@ class DereverbModule(L.LightningModule):
             input_expansion=input_expansion,
         )
         self._input_scores: dict[int, dict[str, np.ndarray]] = {}
+        self._bad_loss = False  # this step's loss was NaN/Inf: skip its optimizer step
+        self.skipped_steps = 0
 
     # ------------------------------------------------------------------ core path
     def analyse(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,9 +182,31 @@ class DereverbModule(L.LightningModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _ = self._step(batch)
+        # A non-finite input is caught before the forward pass, so it cannot poison the
+        # normalisation layers' running statistics either.
+        finite_input = bool(torch.isfinite(batch["reverb"]).all() and torch.isfinite(batch["clean"]).all())
+        loss = self._step(batch)[0] if finite_input else None
+        self._bad_loss = loss is None or not bool(torch.isfinite(loss))
+        if self._bad_loss:
+            # A loss that still backpropagates (zero gradients) keeps DDP ranks in step; the
+            # optimizer step itself is skipped in on_before_optimizer_step.
+            return sum(p.sum() for p in self.parameters()) * 0.0
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["reverb"].shape[0])
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Guard against NaN/Inf: skip the update (weights and Adam moments untouched) when the
+        loss or any gradient is non-finite, and count it in ``train/skipped_steps``."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        bad = self._bad_loss or any(not bool(torch.isfinite(g).all()) for g in grads)
+        flag = torch.tensor(float(bad), device=self.device)
+        if self.trainer.world_size > 1:  # every rank must take the same decision
+            flag = self.trainer.strategy.reduce(flag, reduce_op="max")
+        if flag.item() > 0:
+            for p in self.parameters():
+                p.grad = None  # AdamW skips parameters without gradients
+            self.skipped_steps += 1
+        self.log("train/skipped_steps", float(self.skipped_steps), reduce_fx="max")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, out = self._step(batch)

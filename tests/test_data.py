@@ -164,3 +164,22 @@ def test_synthetic_speech_pairs_are_deterministic_per_seed(cache_dir):
     b = ReverbPairDataset(sp.split("val"), bank, 2, 8000, split="val", seed=5).item(1)
     c = ReverbPairDataset(sp.split("val"), bank, 2, 8000, split="val", seed=6).item(1)
     assert np.array_equal(a.reverb, b.reverb) and not np.array_equal(a.reverb, c.reverb)
+
+
+@pytest.mark.parametrize("target", ["dry", "early"])
+def test_device_path_builds_the_same_pairs_as_the_cpu_path(cache_dir, target):
+    cpu = small_dm(cache_dir, clean_target=target)
+    dev = small_dm(cache_dir, clean_target=target, reverb_on_device=True)
+    for split in ("train", "val"):
+        loader_c = cpu._loader(split)
+        loader_d = dev._loader(split)
+        if split == "train":
+            loader_c.sampler.set_epoch(3)
+            loader_d.sampler.set_epoch(3)
+        bc = next(iter(loader_c))
+        bd = next(iter(loader_d))
+        assert "reverb" not in bd  # workers did not convolve
+        bd = dev.on_after_batch_transfer(bd, 0)
+        assert torch.allclose(bc["reverb"], bd["reverb"], atol=2e-5)
+        assert torch.allclose(bc["clean"], bd["clean"], atol=2e-5)
+        assert torch.equal(bc["t60"], bd["t60"])
