@@ -133,3 +133,18 @@ def test_short_training_lowers_val_loss_and_beats_reverberant_stoi(tmp_path, cac
     assert s["val/loss"][-1] < 0.85 * s["val/loss"][0]
     assert s["val/stoi"][-1] > s["val_input/stoi"][-1] + 0.02
     assert "train/loss" in s and any(k.startswith("lr-") for k in s)
+
+
+def test_ddp_two_cpu_processes_fast_dev_run(tmp_path, cache):
+    """trainer.strategy ddp on gloo with 2 processes: distributed sampler, sync_dist, rank-zero media."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "dereverb.train", "--config", str(ROOT / "configs" / "quickstart.yaml"),
+            *tiny_args(tmp_path, cache), "--trainer.fast_dev_run", "2",
+            "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "MEMBER: 2/2" in out and "distributed_backend=gloo" in out
+    assert "`Trainer.fit` stopped" in out
