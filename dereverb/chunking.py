@@ -1,0 +1,137 @@
+"""Split a long signal into chunks with context and put the processed chunks back together.
+
+Pure NumPy, no model: :func:`plan_chunks` partitions ``[0, length)`` into *cores*; each chunk
+is processed on its core plus ``context`` samples on each side (its *segment*), and
+:class:`OverlapAdd` combines the processed segments with complementary raised-cosine
+crossfades centred on the core boundaries (weights ``sin^2`` / ``cos^2``, so they sum to 1 at
+every sample). Output is emitted in order as soon as it is final, so a streaming writer only
+ever holds one crossfade region in memory.
+
+Shapes: a segment is ``(C, seg_stop - seg_start)``; emitted blocks are ``(C, n)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of the signal: its core ``[start, stop)`` and its segment with context
+    ``[seg_start, seg_stop)`` (clipped to the signal)."""
+
+    index: int
+    start: int
+    stop: int
+    seg_start: int
+    seg_stop: int
+    last: bool
+
+    @property
+    def seg_length(self) -> int:
+        return self.seg_stop - self.seg_start
+
+
+def plan_chunks(length: int, chunk: int | None, context: int, fade: int = 0) -> list[Chunk]:
+    """Partition ``[0, length)`` into cores of ``chunk`` samples with ``context`` on each side.
+
+    ``chunk=None`` (or ``chunk >= length``) gives one chunk covering everything. A remainder
+    shorter than half a chunk is merged into the last chunk (cores are in ``[chunk/2, 1.5 chunk)``),
+    so every core is long enough for a crossfade of ``fade <= chunk // 2`` samples.
+    """
+    if length <= 0:
+        raise ValueError(f"length must be positive, got {length}")
+    if context < 0:
+        raise ValueError(f"context must be >= 0 samples, got {context}")
+    if chunk is not None and chunk <= 0:
+        raise ValueError(f"chunk must be a positive number of samples, got {chunk}")
+    if chunk is None or chunk >= length:
+        return [Chunk(0, 0, length, 0, length, True)]
+    if fade > chunk // 2:
+        raise ValueError(f"fade ({fade}) must be at most half a chunk ({chunk // 2})")
+    n = math.ceil(length / chunk)
+    if n > 1 and length - (n - 1) * chunk < chunk / 2:
+        n -= 1
+    bounds = [i * chunk for i in range(n)] + [length]
+    return [
+        Chunk(
+            index=i,
+            start=bounds[i],
+            stop=bounds[i + 1],
+            seg_start=max(0, bounds[i] - context),
+            seg_stop=min(length, bounds[i + 1] + context),
+            last=i == n - 1,
+        )
+        for i in range(n)
+    ]
+
+
+def fade_in(fade: int) -> np.ndarray:
+    """Rising raised-cosine ramp of ``2 * fade`` samples, ``(2 * fade,)`` float64;
+    ``fade_in(f) + fade_in(f)[::-1] == 1`` (the falling ramp is its complement)."""
+    k = np.arange(2 * fade, dtype=np.float64)
+    return np.sin(0.5 * np.pi * (k + 0.5) / (2 * fade)) ** 2
+
+
+class OverlapAdd:
+    """Combine processed segments in chunk order and emit final samples through ``emit``.
+
+    ``fade`` is the half-width of the crossfade: around each interior core boundary ``b`` the
+    outgoing chunk fades out and the incoming one fades in over ``[b - fade, b + fade)``, which
+    must lie inside both segments (``fade <= context``). Call :meth:`add` once per chunk, in
+    order; ``emit`` receives consecutive ``(C, n)`` float32 blocks that together are exactly
+    ``length`` samples long.
+    """
+
+    def __init__(
+        self, length: int, channels: int, fade: int, emit: Callable[[np.ndarray], None]
+    ) -> None:
+        if fade < 0:
+            raise ValueError(f"fade must be >= 0, got {fade}")
+        self.length = length
+        self.channels = channels
+        self.fade = fade
+        self.emit = emit
+        self._ramp = fade_in(fade) if fade else np.zeros(0)
+        self._written = 0
+        self._pending: np.ndarray | None = None  # (C, 2*fade) faded-out tail of the previous chunk
+        self._next_index = 0
+
+    def add(self, chunk: Chunk, segment: np.ndarray) -> None:
+        """Add the processed ``segment`` ``(C, chunk.seg_length)`` of ``chunk``."""
+        if chunk.index != self._next_index:
+            raise ValueError(
+                f"chunks must be added in order: expected {self._next_index}, got {chunk.index}"
+            )
+        if segment.shape != (self.channels, chunk.seg_length):
+            raise ValueError(
+                f"segment of chunk {chunk.index} must be {(self.channels, chunk.seg_length)}, got {segment.shape}"
+            )
+        f = self.fade
+        first = chunk.index == 0
+        lo = chunk.start if first else chunk.start - f
+        hi = chunk.stop if chunk.last else chunk.stop + f
+        if lo < chunk.seg_start or hi > chunk.seg_stop:
+            raise ValueError("the crossfade reaches outside the segment: fade must be <= context")
+        y = segment[:, lo - chunk.seg_start : hi - chunk.seg_start].astype(np.float64)
+        if not first and f:
+            y[:, : 2 * f] *= self._ramp
+            y[:, : 2 * f] += self._pending
+        if not chunk.last and f:
+            y[:, -2 * f :] *= self._ramp[::-1]
+            self._pending, y = y[:, -2 * f :].copy(), y[:, : -2 * f]
+        if lo != self._written:
+            raise AssertionError(
+                f"internal error: chunk {chunk.index} starts at {lo}, written {self._written}"
+            )
+        self.emit(y.astype(np.float32))
+        self._written = hi - (0 if chunk.last else 2 * f)
+        self._next_index += 1
+
+    @property
+    def done(self) -> bool:
+        return self._written == self.length
