@@ -156,7 +156,13 @@ class DereverbModule(L.LightningModule):
         phase: dsp.PhaseMethod | None = None,
         n_iter: int | None = None,
     ) -> torch.Tensor:
-        """Dereverberate waveforms ``(B, L)`` at the model's sample rate -> ``(B, L)``."""
+        """Dereverberate waveforms ``(B, L)`` at the model's sample rate -> ``(B, L)``.
+
+        Inputs shorter than one STFT frame are zero-padded to ``n_fft`` and cropped back."""
+        length = reverb.shape[-1]
+        if length < self.stft_cfg.n_fft:
+            padded = F.pad(reverb, (0, self.stft_cfg.n_fft - length))
+            return self.enhance(padded, phase=phase, n_iter=n_iter)[..., :length]
         spec, mag = self.analyse(reverb)
         y, ctx = self(mag)
         est_mag = self.decode(y, mag, ctx)
