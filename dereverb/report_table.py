@@ -1,0 +1,369 @@
+"""Evaluation summaries: per-system means by T60 band, paired-bootstrap intervals, and their
+Markdown / CSV / JSON / PNG forms (all files written atomically: temp file + rename).
+
+Input rows are the per-item dicts of :func:`dereverb.evaluate.evaluate_systems`: ``id``,
+``system``, ``t60`` (s, NaN when unknown) and a float per metric (NaN when not computed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dereverb.bootstrap import bootstrap_diff
+
+METRICS: tuple[str, ...] = ("pesq", "stoi", "estoi", "si_sdr", "srmr")
+LABELS = {
+    "pesq": "PESQ-WB",
+    "stoi": "STOI",
+    "estoi": "ESTOI",
+    "si_sdr": "SI-SDR (dB)",
+    "srmr": "SRMR",
+}
+DIGITS = {"pesq": 2, "stoi": 3, "estoi": 3, "si_sdr": 1, "srmr": 2}
+#: Upper edges (s) of the T60 bands; the last band is open.
+BAND_EDGES: tuple[float, ...] = (0.4, 0.7, 1.0)
+BANDS: tuple[str, ...] = ("<=0.4", "0.4-0.7", "0.7-1.0", ">1.0")
+ALL = "all"
+REFERENCES: tuple[str, ...] = ("reverberant", "wpe")
+
+
+def t60_band(t60: float | None) -> str | None:
+    """The band label of a T60 in seconds (edges belong to the lower band); None if unknown."""
+    if t60 is None or not math.isfinite(float(t60)):
+        return None
+    for edge, label in zip(BAND_EDGES, BANDS, strict=False):
+        if float(t60) <= edge:
+            return label
+    return BANDS[-1]
+
+
+def _finite_mean(values: Sequence[float]) -> tuple[float, int]:
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    return (float(arr.mean()) if arr.size else math.nan), int(arr.size)
+
+
+def _ordered_unique(values: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for v in values:
+        seen.setdefault(v, None)
+    return list(seen)
+
+
+def summarize(
+    rows: Sequence[Mapping[str, Any]],
+    references: Sequence[str] = REFERENCES,
+    n_boot: int = 2000,
+    seed: int = 0,
+    metrics: Sequence[str] = METRICS,
+) -> dict[str, Any]:
+    """Means by T60 band and paired-bootstrap intervals of the differences to ``references``.
+
+    Returns a dict with
+    - ``systems``: names in order of first appearance; ``metrics``: those with any finite value;
+    - ``bands``: the four T60 bands (when any item has a known T60) and ``"all"``;
+    - ``table``: one dict per (system, band): ``system, band, n`` (items) and per metric the
+      NaN-ignoring mean and ``<metric>_n`` (finite values);
+    - ``ci``: one dict per (system, reference, band, metric) for every system other than the
+      reference: ``n`` (items scored by both), ``mean`` (of system - reference), ``lo``, ``hi``
+      (95 % percentile bootstrap, ``n_boot`` resamples, ``seed``).
+    """
+    systems = _ordered_unique(str(r["system"]) for r in rows)
+    present = [m for m in metrics if any(_is_finite(r.get(m)) for r in rows)]
+    has_t60 = any(t60_band(r.get("t60")) is not None for r in rows)
+    bands = [*BANDS, ALL] if has_t60 else [ALL]
+    # scores[system][metric][band] = {item id: value}
+    by: dict[str, dict[str, dict[str, dict[str, float]]]] = {
+        s: {m: {b: {} for b in bands} for m in present} for s in systems
+    }
+    counts: dict[tuple[str, str], set[str]] = {(s, b): set() for s in systems for b in bands}
+    for r in rows:
+        s, item = str(r["system"]), str(r["id"])
+        band = t60_band(r.get("t60"))
+        for b in (band, ALL):
+            if b is None:
+                continue
+            counts[(s, b)].add(item)
+            for m in present:
+                v = r.get(m)
+                by[s][m][b][item] = float(v) if _is_finite(v) else math.nan
+    table = []
+    for s in systems:
+        for b in bands:
+            entry: dict[str, Any] = {"system": s, "band": b, "n": len(counts[(s, b)])}
+            for m in present:
+                entry[m], entry[f"{m}_n"] = _finite_mean(list(by[s][m][b].values()))
+            table.append(entry)
+    ci = []
+    for k, ref in enumerate(references):
+        if ref not in by:
+            continue
+        for s in systems:
+            if s == ref or s in references[:k]:  # reverberant - wpe is wpe - reverberant negated
+                continue
+            for b in bands:
+                for m in present:
+                    common = sorted(set(by[s][m][b]) & set(by[ref][m][b]))
+                    a = [by[s][m][b][i] for i in common]
+                    r_ = [by[ref][m][b][i] for i in common]
+                    mean, lo, hi = bootstrap_diff(a, r_, n=n_boot, seed=seed)
+                    n = int(np.sum(np.isfinite(a) & np.isfinite(r_))) if common else 0
+                    ci.append(
+                        {
+                            "system": s,
+                            "reference": ref,
+                            "band": b,
+                            "metric": m,
+                            "n": n,
+                            "mean": mean,
+                            "lo": lo,
+                            "hi": hi,
+                        }
+                    )
+    return {
+        "systems": systems,
+        "metrics": present,
+        "bands": bands,
+        "table": table,
+        "ci": ci,
+        "n_boot": n_boot,
+        "seed": seed,
+    }
+
+
+def _is_finite(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+# ----------------------------------------------------------------------------- formats
+def _fmt(v: Any, metric: str, signed: bool = False) -> str:
+    if not _is_finite(v):
+        return "–"
+    return f"{float(v):{'+' if signed else ''}.{DIGITS.get(metric, 3)}f}"
+
+
+def _cell(summary: Mapping[str, Any], system: str, band: str) -> Mapping[str, Any]:
+    for e in summary["table"]:
+        if e["system"] == system and e["band"] == band:
+            return e
+    return {}
+
+
+def _band_n(summary: Mapping[str, Any], band: str) -> int:
+    return max((e["n"] for e in summary["table"] if e["band"] == band), default=0)
+
+
+def _band_title(band: str) -> str:
+    return band if band == ALL else f"T60 {band} s"
+
+
+def to_markdown(
+    summary: Mapping[str, Any], title: str = "Evaluation", notes: Sequence[str] = ()
+) -> str:
+    """The summary as Markdown: all-items means, one band table per metric, CI tables."""
+    metrics, systems, bands = summary["metrics"], summary["systems"], summary["bands"]
+    out = [f"# {title}", ""]
+    out += [f"- {n}" for n in notes]
+    if notes:
+        out.append("")
+    out += [f"## All items (n = {_band_n(summary, ALL)})", ""]
+    out.append("| system | n | " + " | ".join(LABELS.get(m, m) for m in metrics) + " |")
+    out.append("|---|---:|" + "---:|" * len(metrics))
+    for s in systems:
+        e = _cell(summary, s, ALL)
+        out.append(
+            f"| {s} | {e.get('n', 0)} | " + " | ".join(_fmt(e.get(m), m) for m in metrics) + " |"
+        )
+    out.append("")
+    if len(bands) > 1:
+        out += ["## By T60 band (mean per band; n = items in the band)", ""]
+        for m in metrics:
+            out += [f"### {LABELS.get(m, m)}", ""]
+            out.append(
+                "| system | "
+                + " | ".join(f"{_band_title(b)} (n={_band_n(summary, b)})" for b in bands)
+                + " |"
+            )
+            out.append("|---|" + "---:|" * len(bands))
+            for s in systems:
+                out.append(
+                    f"| {s} | "
+                    + " | ".join(_fmt(_cell(summary, s, b).get(m), m) for b in bands)
+                    + " |"
+                )
+            out.append("")
+    refs = _ordered_unique(c["reference"] for c in summary["ci"])
+    for ref in refs:
+        out += [
+            f"## Difference to {ref}: mean [95% CI], all items",
+            "",
+            f"Paired bootstrap over items ({summary['n_boot']} resamples, seed {summary['seed']}); "
+            "an interval that excludes 0 is a difference these items support.",
+            "",
+        ]
+        out.append("| system | " + " | ".join(f"Δ {LABELS.get(m, m)}" for m in metrics) + " |")
+        out.append("|---|" + "---:|" * len(metrics))
+        for s in systems:
+            if not any(c["system"] == s and c["reference"] == ref for c in summary["ci"]):
+                continue
+            cells = []
+            for m in metrics:
+                c = next(
+                    (
+                        c
+                        for c in summary["ci"]
+                        if c["system"] == s
+                        and c["reference"] == ref
+                        and c["band"] == ALL
+                        and c["metric"] == m
+                    ),
+                    None,
+                )
+                cells.append(
+                    "–"
+                    if c is None or not _is_finite(c["mean"])
+                    else f"{_fmt(c['mean'], m, True)} [{_fmt(c['lo'], m, True)}, {_fmt(c['hi'], m, True)}]"
+                )
+            out.append(f"| {s} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(
+            {k: ("" if not _is_finite(v) and isinstance(v, float) else v) for k, v in r.items()}
+        )
+    return buf.getvalue()
+
+
+def table_csv(summary: Mapping[str, Any]) -> str:
+    """One line per (system, band): n, and per metric its mean and finite count."""
+    cols = ["system", "band", "n"] + [c for m in summary["metrics"] for c in (m, f"{m}_n")]
+    return _csv_text(summary["table"], cols)
+
+
+def ci_csv(summary: Mapping[str, Any]) -> str:
+    """One line per (system, reference, band, metric) interval."""
+    return _csv_text(
+        summary["ci"], ["system", "reference", "band", "metric", "n", "mean", "lo", "hi"]
+    )
+
+
+def rows_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The per-item rows (all keys, first-seen order)."""
+    cols = _ordered_unique(k for r in rows for k in r)
+    return _csv_text(rows, cols)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.floating, float)):
+        return float(v) if math.isfinite(float(v)) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def to_json(obj: Any) -> str:
+    """JSON with NaN/inf as null (valid JSON for every reader)."""
+    return json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file in the same folder + rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+# ----------------------------------------------------------------------------- plot
+def plot_vs_t60(
+    rows: Sequence[Mapping[str, Any]],
+    summary: Mapping[str, Any],
+    path: str | os.PathLike,
+    metrics: Sequence[str] = ("pesq", "stoi"),
+) -> Path | None:
+    """PNG: per-item scores (dots) and band means (line at the band's mean T60) against T60
+    for every system, one panel per metric. Without T60s (paired/unpaired folders) a bar chart
+    of the all-item means instead. Metrics absent from the summary are skipped (SRMR is
+    plotted when nothing else is there); returns None when there is nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wanted = [m for m in metrics if m in summary["metrics"]] or [
+        m for m in ("srmr",) if m in summary["metrics"]
+    ]
+    if not wanted or not rows:
+        return None
+    systems = summary["systems"]
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(wanted), figsize=(5.2 * len(wanted), 4.0), squeeze=False)
+    has_t60 = len(summary["bands"]) > 1
+    for ax, m in zip(axes[0], wanted, strict=True):
+        if has_t60:
+            for k, s in enumerate(systems):
+                pts = [
+                    (float(r["t60"]), float(r[m]))
+                    for r in rows
+                    if r["system"] == s and _is_finite(r.get("t60")) and _is_finite(r.get(m))
+                ]
+                if not pts:
+                    continue
+                t, v = np.array(pts).T
+                c = colours(k % 10)
+                ax.scatter(t, v, s=8, alpha=0.3, color=c)
+                centres, means = [], []
+                for b in BANDS:
+                    sel = np.array([t60_band(x) == b for x in t])
+                    if sel.any():
+                        centres.append(float(t[sel].mean()))
+                        means.append(float(v[sel].mean()))
+                ax.plot(centres, means, "-o", color=c, label=s, markersize=4)
+            for edge in BAND_EDGES:
+                ax.axvline(edge, color="0.85", lw=0.8, zorder=0)
+            ax.set_xlabel("T60 (s)")
+        else:
+            vals = [_cell(summary, s, ALL).get(m, math.nan) for s in systems]
+            ax.bar(range(len(systems)), vals, color=[colours(k % 10) for k in range(len(systems))])
+            ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right")
+        ax.set_ylabel(LABELS.get(m, m))
+        ax.grid(alpha=0.3)
+    if has_t60:
+        axes[0][-1].legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return write_atomic(path, buf.getvalue())
