@@ -1,0 +1,106 @@
+"""Per-channel energy normalisation (PCEN) in torch, with an exact inverse.
+
+Follows ``librosa.pcen`` (Wang et al. 2017; Lostanlen et al. 2019, "Per-channel energy
+normalization: why and how"): with a first-order IIR smoother ``M`` of the magnitude ``S``
+along time,
+
+    PCEN = (S / (eps + M)**gain + bias)**power - bias**power
+
+computed in librosa's stable form ``bias**power * expm1(power * log1p(S (eps+M)**-gain / bias))``.
+Given ``M`` the map is strictly increasing in ``S``, so it inverts analytically.
+
+Start-up ("loop the spectrogram"): an IIR smoother started from zero (or from the first
+frame, librosa's default) makes the first ~T seconds of PCEN wrong. The smoother is first
+run over the spectrogram once - by default time-reversed, from the per-bin mean - and the
+state it ends in is the initial state of the real pass (see :func:`smoother`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torchaudio.functional as AF
+
+
+@dataclass(frozen=True)
+class PcenConfig:
+    """librosa.pcen defaults; frame rate from a 16 kHz / hop-128 STFT (125 frames/s)."""
+
+    gain: float = 0.98
+    bias: float = 2.0
+    power: float = 0.5
+    time_constant: float = 0.4
+    eps: float = 1e-6
+    sample_rate: int = 16000
+    hop_length: int = 128
+
+    def __post_init__(self) -> None:
+        for field in ("gain", "bias", "power", "time_constant", "eps"):
+            value = getattr(self, field)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+                raise ValueError(f"pcen {field} must be a positive number, got {value!r}")
+        for field in ("sample_rate", "hop_length"):
+            value = getattr(self, field)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                raise ValueError(f"pcen {field} must be a positive integer, got {value!r}")
+
+    @property
+    def smoothing(self) -> float:
+        """The smoother's coefficient s (librosa's formula from the time constant in frames)."""
+        t_frames = self.time_constant * self.sample_rate / self.hop_length
+        return (math.sqrt(1 + 4 * t_frames**2) - 1) / (2 * t_frames**2)
+
+
+INITS: tuple[str, ...] = ("reflect", "loop", "zero")
+
+
+def smoother(mag: torch.Tensor, s: float, init: str = "reflect") -> torch.Tensor:
+    """IIR smoother ``M[n] = (1 - s) M[n-1] + s S[n]`` along the last axis: ``(B, F, N) -> (B, F, N)``.
+
+    The initial state ``M[-1]`` (why: a cold start makes the first ~T seconds of PCEN wrong):
+
+    - ``"reflect"`` (default): the smoother first runs over the spectrogram time-reversed,
+      started from the per-bin mean, i.e. the spectrogram looped back on itself mirror-wise;
+      the state it ends in weights the first frames most (``s (1-s)**n`` on frame n).
+    - ``"loop"``: the state after one pass over the spectrogram (periodic continuation);
+      fine for stationary input, but a loud ending then leaks into the first frames.
+    - ``"zero"``: ``M[-1] = 0`` (torchaudio's zero state) - the start-up artefact, kept to
+      show in the tests what the others remove.
+    """
+    if init not in INITS:
+        raise ValueError(f"pcen init must be one of {', '.join(INITS)}, got {init!r}")
+    a = 1.0 - s
+    n = mag.shape[-1]
+    # Zero-state response by torchaudio's IIR kernel, plus the decaying initial-state term.
+    zero_state = AF.lfilter(
+        mag,
+        torch.tensor([1.0, -a], dtype=mag.dtype, device=mag.device),
+        torch.tensor([s, 0.0], dtype=mag.dtype, device=mag.device),
+        clamp=False,
+    )
+    if init == "zero":
+        return zero_state
+    decay = a ** torch.arange(1, n + 1, dtype=mag.dtype, device=mag.device)  # a^(n+1), n = 0..N-1
+    if init == "loop":
+        tail = zero_state[..., -1]
+    else:  # the zero-state response of the reversed spectrogram at its end: sum_n s a^n S[n]
+        tail = (mag * (s * decay / a)).sum(dim=-1)
+    initial = decay[-1] * mag.mean(dim=-1) + tail  # (B, F)
+    return zero_state + decay * initial[..., None]
+
+
+def pcen_forward(mag: torch.Tensor, m: torch.Tensor, cfg: PcenConfig) -> torch.Tensor:
+    """PCEN of ``mag (B, F, N)`` given the smoother ``m (B, F, N)`` -> ``(B, F, N)`` >= 0."""
+    gained = mag.clamp_min(0) * torch.exp(-cfg.gain * torch.log(cfg.eps + m.clamp_min(0)))
+    return cfg.bias**cfg.power * torch.expm1(cfg.power * torch.log1p(gained / cfg.bias))
+
+
+def pcen_inverse(p: torch.Tensor, m: torch.Tensor, cfg: PcenConfig) -> torch.Tensor:
+    """Magnitude from PCEN ``p (B, F, N)`` and the smoother ``m`` it was made with -> ``(B, F, N)``.
+
+    Negative inputs (a network output below 0) clamp to 0, i.e. to silence.
+    """
+    gained = cfg.bias * torch.expm1(torch.log1p(p.clamp_min(0) / cfg.bias**cfg.power) / cfg.power)
+    return gained * torch.exp(cfg.gain * torch.log(cfg.eps + m.clamp_min(0)))
