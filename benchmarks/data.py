@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
+
 from dereverb.data import DereverbDataModule
 
 
@@ -22,6 +24,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=30)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--bank", type=int, default=200, help="train RIRs in the (cached) bank")
+    ap.add_argument("--device", default=None, help="also time the device path on this device (cpu, cuda)")
     args = ap.parse_args()
 
     print(f"speech={args.speech} segment={args.seconds}s batch={args.batch_size}")
@@ -32,19 +35,32 @@ def main() -> None:
     )
     dm.rir_bank("train")
     print(f"bank ready in {time.perf_counter() - t0:.1f} s")
-    print(f"{'workers':>7} | {'pairs/s':>8}")
-    for w in args.workers:
-        dm.num_workers = w
-        dm.datasets.clear()
-        loader = dm.train_dataloader()
-        it = iter(loader)
-        next(it)  # worker start-up and first batch are not throughput
-        n, t = 0, time.perf_counter()
-        for _ in range(args.batches):
-            n += next(it)["reverb"].shape[0]
-        rate = n / (time.perf_counter() - t)
-        print(f"{w:>7} | {rate:8.1f}")
-        del it, loader
+    paths = [("cpu", None)] + ([("device", torch.device(args.device))] if args.device else [])
+    print(f"{'path':>12} | {'workers':>7} | {'pairs/s':>8}")
+    for path, device in paths:
+        dm.reverb_on_device = device is not None
+        for w in args.workers:
+            dm.num_workers = w
+            dm.datasets.clear()
+            loader = dm.train_dataloader()
+            it = iter(loader)
+
+            def batch() -> int:
+                b = next(it)
+                if device is not None:  # what Lightning does: transfer, then build the pair there
+                    b = dm.on_after_batch_transfer({k: v.to(device) for k, v in b.items()}, 0)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                return b["reverb"].shape[0]
+
+            batch()  # worker start-up and first batch are not throughput
+            n, t = 0, time.perf_counter()
+            for _ in range(args.batches):
+                n += batch()
+            rate = n / (time.perf_counter() - t)
+            label = path if device is None else f"device:{device.type}"
+            print(f"{label:>12} | {w:>7} | {rate:8.1f}")
+            del it, loader
 
 
 if __name__ == "__main__":
