@@ -42,7 +42,7 @@ def main() -> None:
     length = int(seconds * 16000)
     print(f"device={dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'}) "
           f"config={args.config} batch={batch} segment={seconds}s")
-    print(f"{'precision':>9} | {'samples/s':>9} | {'ms/step':>8} | {'peak MB':>8}")
+    print(f"{'precision':>9} | {'samples/s':>9} | {'ms/step':>8} | {'cpu-time samples/s':>18} | {'peak MB':>8}")
     for prec in args.precision:
         torch.manual_seed(0)
         m = DereverbModule(**model_kw).to(dev)
@@ -65,14 +65,17 @@ def main() -> None:
             step()
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in range(args.steps):
             step()
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         dt = (time.perf_counter() - t) / args.steps
+        # CPU time per thread: what an idle machine would show, robust to other jobs on the cores
+        dc = (time.process_time() - c) / args.steps / (torch.get_num_threads() if dev.type == "cpu" else 1)
         peak = (torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{prec:>9} | {batch / dt:9.1f} | {dt * 1e3:8.1f} | {peak:8.0f}")
+        cpu_rate = f"{batch / dc:18.1f}" if dev.type == "cpu" else f"{'-':>18}"
+        print(f"{prec:>9} | {batch / dt:9.1f} | {dt * 1e3:8.1f} | {cpu_rate} | {peak:8.0f}")
 
 
 if __name__ == "__main__":
