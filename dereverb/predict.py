@@ -32,6 +32,7 @@ import torch
 from dereverb import dsp
 from dereverb.audio import AUDIO_EXTENSIONS, AudioError, find_audio_files, resample
 from dereverb.chunking import Chunk, OverlapAdd, plan_chunks
+from dereverb.cli_errors import OneLineArgumentParser
 from dereverb.module import DereverbModule
 
 DEFAULT_CHUNK_SECONDS = 10.0
@@ -84,34 +85,41 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def load_model(ckpt_path: str | os.PathLike, device: str | torch.device = "cpu") -> DereverbModule:
-    """Load a :class:`DereverbModule` checkpoint written by ``python -m dereverb.train`` (eval mode).
+def read_checkpoint(ckpt_path: str | os.PathLike, option: str = "--ckpt") -> dict:
+    """Read a ``DereverbModule`` checkpoint dict with ``torch.load(weights_only=True)`` (CPU).
 
-    The file is read with ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
-    Raises :class:`CheckpointError` for a missing, truncated or non-checkpoint file, one of a
-    different model (no DereverbModule hyperparameters) or weights that do not fit the model.
+    Raises :class:`CheckpointError` (its message names the file, ``option`` and the fix) for a
+    missing, empty, truncated or non-checkpoint file, a file holding Python objects, a plain
+    dict, or another model's Lightning checkpoint (no DereverbModule hyperparameters).
     """
     p = Path(ckpt_path)
     if not p.exists():
-        raise CheckpointError(f"{p}: checkpoint not found; check the --ckpt path")
+        raise CheckpointError(f"{p}: checkpoint not found; check the {option} path")
     if p.is_dir():
         raise CheckpointError(
             f"{p}: is a folder; pass a .ckpt file (e.g. runs/<name>/version_0/checkpoints/last.ckpt)"
         )
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p}: checkpoint is empty (0 bytes); use another checkpoint")
+    with open(p, "rb") as f:
+        head = f.read(4)
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors all mean "not a usable checkpoint"
         msg = str(exc).lower()
+        if head == b"PK\x03\x04" or "zip archive" in msg:  # torch's archive, cut short or damaged
+            raise CheckpointError(
+                f"{p}: checkpoint is truncated or corrupt (its archive cannot be read); copy it again or use another one"
+            ) from exc
+        if head[:1] != b"\x80":  # neither an archive nor a (legacy) pickle: text, HTML, audio...
+            raise CheckpointError(
+                f"{p}: not a PyTorch checkpoint (the file is neither a torch archive nor a pickle); "
+                "pass a .ckpt written by python -m dereverb.train"
+            ) from exc
         if "weights only" in msg or "weights_only" in msg:
             raise CheckpointError(
                 f"{p}: holds Python objects that cannot be loaded safely (weights_only=True); "
                 "use a checkpoint written by python -m dereverb.train"
-            ) from exc
-        if "zip archive" in msg or "eof" in msg:
-            raise CheckpointError(
-                f"{p}: checkpoint is truncated or corrupt (its archive cannot be read); copy it again or use another one"
             ) from exc
         raise CheckpointError(
             f"{p}: not a PyTorch checkpoint ({type(exc).__name__} while loading); "
@@ -122,13 +130,25 @@ def load_model(ckpt_path: str | os.PathLike, device: str | torch.device = "cpu")
             f"{p}: not a Lightning checkpoint (no state_dict / hyper_parameters); "
             "use a checkpoint written by python -m dereverb.train"
         )
-    hp = dict(ckpt["hyper_parameters"])
-    missing = [k for k in _REQUIRED_HPARAMS if k not in hp]
+    missing = [k for k in _REQUIRED_HPARAMS if k not in ckpt["hyper_parameters"]]
     if missing:
         raise CheckpointError(
             f"{p}: not a DereverbModule checkpoint (hyperparameters lack {', '.join(missing)}); "
             "use a checkpoint written by python -m dereverb.train"
         )
+    return ckpt
+
+
+def load_model(ckpt_path: str | os.PathLike, device: str | torch.device = "cpu") -> DereverbModule:
+    """Load a :class:`DereverbModule` checkpoint written by ``python -m dereverb.train`` (eval mode).
+
+    The file is read with ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
+    Raises :class:`CheckpointError` for a missing, truncated or non-checkpoint file, one of a
+    different model (no DereverbModule hyperparameters) or weights that do not fit the model.
+    """
+    p = Path(ckpt_path)
+    ckpt = read_checkpoint(p)
+    hp = dict(ckpt["hyper_parameters"])
     # LightningCLI bookkeeping keys; the class is always DereverbModule here.
     hp.pop("_instantiator", None)
     hp.pop("_class_path", None)
@@ -702,7 +722,7 @@ def _nonneg_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="python -m dereverb.predict",
         description="Dereverberate audio files with a trained checkpoint. Outputs are float32 WAV at "
         "each input's sample rate, channel count and length.",

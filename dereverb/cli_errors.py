@@ -1,0 +1,65 @@
+"""One-line error reporting shared by the command-line entry points.
+
+A problem is printed as one line on stderr, ``error: <file or key>: <what is wrong>; <fix>``,
+with the traceback only under ``--debug``. Exit codes: 0 success, 1 an unexpected internal
+error (a bug), 2 bad input or usage, 130 Ctrl-C, 143 SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+_CLASS_REPR = re.compile(r"<class '(?:builtins\.)?([\w.]+)'>")
+
+
+def one_line(text: str) -> str:
+    """Collapse a (possibly multi-line) message into one line; ``<class 'int'>`` -> ``int``."""
+    text = _CLASS_REPR.sub(r"\1", str(text))
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
+def debug_requested(argv: Sequence[str]) -> bool:
+    """``--debug`` anywhere in ``argv`` (checked before parsing, so parse errors honour it)."""
+    return any(a == "--debug" or a.startswith("--debug=") and a.split("=", 1)[1].lower() in ("1", "true", "yes") for a in argv)
+
+
+def report(message: str, exc: BaseException | None = None, *, debug: bool = False, stream: TextIO | None = None) -> None:
+    """Print ``error: <message>`` as one line; with ``debug`` the traceback of ``exc`` first."""
+    stream = sys.stderr if stream is None else stream
+    if debug and exc is not None:
+        traceback.print_exception(exc, file=stream)
+    print(f"error: {one_line(message)}", file=stream, flush=True)
+
+
+def unexpected(exc: BaseException) -> str:
+    """The one-line text for an exception nobody anticipated."""
+    return f"unexpected {type(exc).__name__}: {one_line(str(exc)) or '(no message)'} (re-run with --debug for the traceback)"
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse without the usage block on errors: ``error: <message> (see <prog> --help)``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` (need not exist yet) cannot be created and written into, or None.
+    Creates nothing: it looks at the nearest existing ancestor."""
+    base = Path(folder).expanduser().absolute()
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    if not base.is_dir():
+        return f"{base} is a file, not a folder"
+    if not os.access(base, os.W_OK | os.X_OK):
+        return f"{base} is not writable"
+    return None
