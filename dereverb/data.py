@@ -9,6 +9,10 @@ Seeding (no global RNG is read):
   item ``i`` of epoch ``e`` is built from ``default_rng([seed, split, e, i])``. Items are fresh
   every epoch, differ across workers (each index goes to one worker), and do not depend on the
   number of workers, so a run is reproducible whatever ``num_workers`` is.
+
+Mid-epoch resume: the DataModule's ``state_dict`` (stored in every checkpoint) holds the
+training epoch and how many of its batches were trained; after ``load_state_dict`` the first
+training epoch continues from that batch of the same permutation instead of replaying it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 from scipy.signal import fftconvolve
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dereverb.rir import RirBank, RoomSampler
@@ -120,16 +125,25 @@ class EpochSampler(Sampler[int]):
     """Yields ``epoch * n + i`` for a (shuffled) permutation of ``range(n)``.
 
     Lightning calls :meth:`set_epoch` before each epoch; without it every new iteration
-    counts as the next epoch.
+    counts as the next epoch. :meth:`resume` makes the next iteration of an epoch start part
+    way through its permutation (``len`` stays ``n``: the loader's length is the epoch's).
     """
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True) -> None:
         self.n, self.seed, self.shuffle = n, seed, shuffle
         self.epoch = 0
         self._epoch_set = False
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self._epoch_set = int(epoch), True
+
+    def resume(self, epoch: int, start: int) -> None:
+        """The next iteration of ``epoch`` yields its permutation from position ``start``."""
+        if not 0 <= start <= self.n:
+            raise ValueError(f"resume start must be in [0, {self.n}], got {start}")
+        self.set_epoch(epoch)
+        self._resume = (int(epoch), int(start))
 
     def __len__(self) -> int:
         return self.n
@@ -139,12 +153,17 @@ class EpochSampler(Sampler[int]):
         if not self._epoch_set:
             self.epoch += 1
         self._epoch_set = False
+        start = 0
+        if self._resume is not None:
+            if self._resume[0] == epoch:
+                start = self._resume[1]
+            self._resume = None
         order = (
             np.random.default_rng([self.seed, epoch]).permutation(self.n)
             if self.shuffle
             else np.arange(self.n)
         )
-        yield from (epoch * self.n + int(i) for i in order)
+        yield from (epoch * self.n + int(i) for i in order[start:])
 
 
 class ReverbPairDataset(Dataset):
@@ -323,6 +342,7 @@ class DereverbDataModule(L.LightningDataModule):
         self._banks: dict[str, RirBank] = {}
         self._rir_table: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self._speech_source: SpeechSource | None = None
+        self._resume: dict[str, int] | None = None  # from load_state_dict, used by the next train loader
 
     @property
     def segment_samples(self) -> int:
@@ -424,6 +444,9 @@ class DereverbDataModule(L.LightningDataModule):
             self.datasets[split] = self.build_dataset(split)
         ds = self.datasets[split]
         sampler = EpochSampler(len(ds), seed=self.seed, shuffle=True) if split == "train" else None
+        if sampler is not None and self._resume is not None:
+            self._apply_resume(sampler, self._resume)
+            self._resume = None
         return DataLoader(
             ds,
             batch_size=self.batch_size,
@@ -437,6 +460,47 @@ class DereverbDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
+
+    # ------------------------------------------------------------------ mid-epoch resume
+    def state_dict(self) -> dict[str, int]:
+        """Where training is in its data (plain ints, stored in every checkpoint): the epoch and
+        how many of its batches have been trained (Lightning's own counter, which is what a
+        resumed run continues from). Empty outside a fit."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        return {
+            "epoch": int(trainer.current_epoch),
+            "batches_done": done,
+            "epoch_finished": int(done >= trainer.num_training_batches),
+            "batch_size": int(self.batch_size),
+            "train_items": int(self.items["train"]),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Arm the next training loader to continue the saved epoch where it stopped."""
+        self._resume = dict(state_dict) if state_dict else None
+
+    def _apply_resume(self, sampler: EpochSampler, state: dict[str, int]) -> None:
+        epoch = int(state["epoch"])
+        if state.get("epoch_finished"):
+            sampler.resume(epoch + 1, 0)  # saved at the end of an epoch: the next one starts afresh
+            return
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            # A DistributedSampler wraps this sampler and needs all n indices: the epoch is
+            # replayed from its start (Lightning warns that the loader is not resumable).
+            sampler.resume(epoch, 0)
+            return
+        if (state.get("batch_size"), state.get("train_items")) != (self.batch_size, self.items["train"]):
+            rank_zero_warn(
+                "resuming with a different data.batch_size or data.train_items than the checkpoint's: "
+                f"epoch {epoch} restarts from its first batch"
+            )
+            sampler.resume(epoch, 0)
+            return
+        sampler.resume(epoch, min(int(state["batches_done"]) * self.batch_size, sampler.n))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
