@@ -43,6 +43,7 @@ import torch
 from dereverb import metrics as metric_fns
 from dereverb.baselines import ORACLES, build_baselines, needs_clean, parse_names
 from dereverb.bootstrap import bootstrap_diff
+from dereverb.cli_errors import unwritable_reason
 from dereverb.report_table import (
     METRICS,
     ci_csv,
@@ -892,6 +893,11 @@ def _check_args(args: argparse.Namespace) -> None:
         )
     if args.output.exists() and not args.output.is_dir():
         raise EvaluationError(f"-o {args.output}: exists and is not a folder")
+    # Before any scoring: an unwritable -o or cache would otherwise fail only at the end.
+    for flag, folder in (("-o", args.output), ("--cache-dir", args.cache_dir)):
+        reason = unwritable_reason(folder) if folder is not None else None
+        if reason is not None:
+            raise EvaluationError(f"{flag} {folder}: {reason}; choose a writable folder")
 
 
 def _source(args: argparse.Namespace) -> tuple[LazyItems, int, str, list[str]]:
