@@ -27,8 +27,8 @@ import lightning as L
 import numpy as np
 import torch
 import torchaudio.functional as AF
-from scipy.signal import fftconvolve
 from lightning.pytorch.utilities import rank_zero_warn
+from scipy.signal import fftconvolve
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dereverb.rir import RirBank, RoomSampler

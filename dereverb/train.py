@@ -151,7 +151,7 @@ class AutoSave(Callback):
 
     Args:
         every_n_train_steps: rewrite ``last.ckpt`` every this many optimizer steps (0: only at
-            validation, as ``checkpoint.save_last`` does); a SIGKILL loses at most this many steps.
+            the end of each epoch); a SIGKILL loses at most this many steps.
         on_interrupt: also write it when training stops on SIGTERM, Ctrl-C or an exception, so
             ``--ckpt_path .../last.ckpt`` continues from the last finished step.
 

@@ -696,8 +696,8 @@ def test_predict_sigkill_leaves_no_partial_output_and_rerun_continues(ckpt: Path
     """Kill a real ``python -m dereverb.predict`` mid-file: the finished output is complete,
     the one being written exists only as ``.name.partial``; a re-run skips the finished file
     and completes the rest."""
-    a = _wav(tmp_path / "in" / "a.wav", _noise((SR,)))
-    b = _wav(tmp_path / "in" / "b.wav", _noise((40 * SR,), seed=1))
+    _wav(tmp_path / "in" / "a.wav", _noise((SR,)))
+    _wav(tmp_path / "in" / "b.wav", _noise((40 * SR,), seed=1))
     out = tmp_path / "out"
     argv = ["--ckpt", str(ckpt), "-o", str(out), str(tmp_path / "in"), "--phase", "reverberant",
             "--chunk-seconds", "1", "--context-seconds", "0.25"]
@@ -729,9 +729,8 @@ def test_predict_sigkill_leaves_no_partial_output_and_rerun_continues(ckpt: Path
 # ============================================================================ evaluate
 @pytest.fixture
 def paired(tmp_path: Path) -> Path:
-    from tests.conftest import harmonic_speechlike, toy_rir
-
     from dereverb.data import make_pair
+    from tests.conftest import harmonic_speechlike, toy_rir
 
     root = tmp_path / "pairs"
     for i in range(3):
