@@ -573,3 +573,15 @@ def test_subprocess_reports_one_line_without_traceback(ckpt: Path, tmp_path: Pat
         f"error: {tmp_path / 'missing.ckpt'}: checkpoint not found; check the --ckpt path"
     ]
     assert not (tmp_path / "o").exists()
+
+
+def test_compile_flag_gives_the_same_output(ckpt: Path, tmp_path: Path, capsys) -> None:
+    """--compile (torch.compile of the U-Net, dynamic shapes) changes speed, not the result."""
+    x = _noise((4000,), seed=3)
+    src = _write(tmp_path / "in" / "a.wav", x, 16000)
+    rc1, _, _ = _run(capsys, "--ckpt", ckpt, "-o", tmp_path / "plain", "--phase", "reverberant", "--device", "cpu", src)
+    rc2, _, err = _run(capsys, "--ckpt", ckpt, "-o", tmp_path / "compiled", "--phase", "reverberant", "--device", "cpu", "--compile", src)
+    assert rc1 == rc2 == 0, err
+    a, _ = sf.read(tmp_path / "plain" / "a.wav")
+    b, _ = sf.read(tmp_path / "compiled" / "a.wav")
+    assert a.shape == b.shape and np.abs(a - b).max() < 1e-4 * max(np.abs(a).max(), 1e-6)
