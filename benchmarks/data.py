@@ -45,7 +45,7 @@ def main() -> None:
             loader = dm.train_dataloader()
             it = iter(loader)
 
-            def batch() -> int:
+            def batch(it=it, device=device) -> int:
                 b = next(it)
                 if device is not None:  # what Lightning does: transfer, then build the pair there
                     b = dm.on_after_batch_transfer({k: v.to(device) for k, v in b.items()}, 0)
@@ -60,7 +60,7 @@ def main() -> None:
             rate = n / (time.perf_counter() - t)
             label = path if device is None else f"device:{device.type}"
             print(f"{label:>12} | {w:>7} | {rate:8.1f}")
-            del it, loader
+            del loader
 
 
 if __name__ == "__main__":

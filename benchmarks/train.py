@@ -53,7 +53,7 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
 
-        def step() -> None:
+        def step(m=m, opt=opt, scaler=scaler, dtype=dtype, batch_=batch_) -> None:
             with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 loss, _ = m._step(batch_)
             opt.zero_grad(set_to_none=True)

@@ -3,7 +3,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from dereverb.audio import AudioError, find_audio_files, load, read_audio, resample, to_mono, write_audio
+from dereverb.audio import (
+    AudioError,
+    find_audio_files,
+    load,
+    read_audio,
+    resample,
+    to_mono,
+    write_audio,
+)
 
 
 def test_read_write_roundtrip_shapes_and_dtype(tmp_path):
