@@ -148,3 +148,12 @@ def test_ddp_two_cpu_processes_fast_dev_run(tmp_path, cache):
     out = proc.stdout + proc.stderr
     assert "MEMBER: 2/2" in out and "distributed_backend=gloo" in out
     assert "`Trainer.fit` stopped" in out
+
+
+def test_bf16_mixed_precision_end_to_end(tmp_path, cache):
+    """bf16-mixed through training and validation (full inverse path): DSP stays float32."""
+    cli = run(["--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny_args(tmp_path, cache),
+               "--trainer.fast_dev_run", "2", "--trainer.precision", "bf16-mixed"])
+    assert cli.trainer.precision == "bf16-mixed"
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+    assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
