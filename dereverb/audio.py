@@ -22,12 +22,11 @@ class AudioError(Exception):
     """A problem with an audio file; the message names the file and the fix."""
 
 
-def read_audio(path: str | os.PathLike, *, allow_silent: bool = True) -> tuple[np.ndarray, int]:
-    """Read a WAV/FLAC/OGG file into float32 ``(C, L)`` and its sample rate.
+def open_audio(path: str | os.PathLike) -> sf.SoundFile:
+    """Open an audio file for (streamed) reading, or raise :class:`AudioError` naming it.
 
-    Raises :class:`AudioError` when the file is missing, empty, unreadable (corrupt, truncated,
-    not audio), has no samples, or holds NaN/Inf samples; with ``allow_silent=False`` also when
-    every sample is zero.
+    Checks what can be known without decoding every sample: missing, a folder, 0 bytes,
+    unreadable (corrupt, truncated header, not audio), no samples.
     """
     p = Path(path)
     if not p.exists():
@@ -37,13 +36,33 @@ def read_audio(path: str | os.PathLike, *, allow_silent: bool = True) -> tuple[n
     if p.stat().st_size == 0:
         raise AudioError(f"{p}: file is empty (0 bytes); re-export or remove it")
     try:
-        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        f = sf.SoundFile(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         reason = str(exc).split(":")[-1].strip() or type(exc).__name__
         raise AudioError(
             f"{p}: cannot decode audio ({reason}); supported formats are WAV, FLAC and OGG "
             "(convert e.g. MP3 with ffmpeg -i in.mp3 out.wav)"
         ) from exc
+    if f.frames <= 0:
+        f.close()
+        raise AudioError(f"{p}: contains no samples; re-export or remove it")
+    return f
+
+
+def read_audio(path: str | os.PathLike, *, allow_silent: bool = True) -> tuple[np.ndarray, int]:
+    """Read a WAV/FLAC/OGG file into float32 ``(C, L)`` and its sample rate.
+
+    Raises :class:`AudioError` when the file is missing, empty, unreadable (corrupt, truncated,
+    not audio), has no samples, or holds NaN/Inf samples; with ``allow_silent=False`` also when
+    every sample is zero.
+    """
+    p = Path(path)
+    with open_audio(p) as f:
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise AudioError(f"{p}: cannot decode audio ({exc}); re-export it") from exc
+        sr = f.samplerate
     if data.shape[0] == 0:
         raise AudioError(f"{p}: contains no samples; re-export or remove it")
     if not np.isfinite(data).all():

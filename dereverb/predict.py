@@ -30,7 +30,7 @@ import soundfile as sf
 import torch
 
 from dereverb import dsp
-from dereverb.audio import AUDIO_EXTENSIONS, AudioError, find_audio_files, resample
+from dereverb.audio import AUDIO_EXTENSIONS, AudioError, find_audio_files, open_audio, resample
 from dereverb.chunking import Chunk, OverlapAdd, plan_chunks
 from dereverb.cli_errors import OneLineArgumentParser
 from dereverb.module import DereverbModule
@@ -527,23 +527,8 @@ def plan_jobs(
 
 
 def _open_audio(path: Path) -> sf.SoundFile:
-    """Open for reading with the same checks and messages as :func:`dereverb.audio.read_audio`."""
-    if not path.exists():
-        raise AudioError(f"{path}: file not found; check the path")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes); re-export or remove it")
-    try:
-        f = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        reason = str(exc).split(":")[-1].strip() or type(exc).__name__
-        raise AudioError(
-            f"{path}: cannot decode audio ({reason}); supported formats are WAV, FLAC and OGG "
-            "(convert e.g. MP3 with ffmpeg -i in.mp3 out.wav)"
-        ) from exc
-    if f.frames <= 0:
-        f.close()
-        raise AudioError(f"{path}: contains no samples; re-export or remove it")
-    return f
+    """Open for streamed reading with :func:`dereverb.audio.open_audio`'s checks and messages."""
+    return open_audio(path)
 
 
 _DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
