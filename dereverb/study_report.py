@@ -9,8 +9,9 @@ events; nothing in the report is written by hand. Statistics:
 - differences between two conditions: each item's score is first averaged over the seeds both
   conditions have, then the items are paired and resampled (percentile bootstrap,
   :func:`dereverb.bootstrap.bootstrap_diff`), i.e. pooled over seeds, paired by item;
-- "beyond seed noise": the bootstrap interval excludes 0 **and** ``|delta| > 2 * se_seed``
-  with ``se_seed = sqrt(sd_a**2 / n_a + sd_b**2 / n_b)`` (the spread the difference of two
+- "beyond seed noise": the bootstrap interval excludes 0 **and** ``|delta|`` exceeds the noise
+  threshold ``t(0.975, df) * se_seed`` of a Welch t-test on the per-seed means, with
+  ``se_seed = sqrt(sd_a**2 / n_a + sd_b**2 / n_b)`` (the spread the difference of two
   seed-averaged means would have from initialisation alone).
 """
 
@@ -36,7 +37,7 @@ LABELS = {"pesq": "PESQ-WB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR
 DIGITS = {"pesq": 3, "stoi": 4, "estoi": 4, "si_sdr": 2}
 BANDS: tuple[str, ...] = ("<=0.4", "0.4-0.7", "0.7-1.0", ">1.0")
 SET_TITLES = {"sim": "simulated test rooms", "measured": "measured rooms"}
-NOISE_FACTOR = 2.0
+NOISE_CONFIDENCE = 0.95
 FIGURES = (
     "summary_sim.png",
     "summary_measured.png",
@@ -189,7 +190,8 @@ def compare(
 ) -> dict[str, Any] | None:
     """Condition ``a`` minus condition ``b`` on ``metric`` (see the module docstring); None when
     either has no finished run. Keys: ``delta, lo, hi`` (bootstrap), ``n_items``, ``seeds``,
-    ``sd_a, sd_b, se_seed``, ``ci_excludes_zero``, ``beyond_noise`` (None with < 2 seeds)."""
+    ``sd_a, sd_b, se_seed``, ``welch_df``, ``noise_threshold`` (Welch t quantile x se_seed),
+    ``ci_excludes_zero``, ``beyond_noise`` (None with < 2 seeds)."""
     scores = item_scores(study, eval_set, metric)
     if a not in scores or b not in scores:
         return None
@@ -209,11 +211,12 @@ def compare(
     sd_a = float(np.std(ma, ddof=1)) if n > 1 else math.nan
     sd_b = float(np.std(mb, ddof=1)) if n > 1 else math.nan
     se = math.sqrt(sd_a**2 / n + sd_b**2 / n) if n > 1 else math.nan
+    df, threshold = welch_threshold(sd_a, sd_b, n)
     excl = bool(math.isfinite(lo) and (lo > 0 or hi < 0))
     beyond = (
         None
-        if not math.isfinite(se) or not math.isfinite(delta)
-        else bool(excl and abs(delta) > NOISE_FACTOR * se)
+        if not math.isfinite(threshold) or not math.isfinite(delta)
+        else bool(excl and abs(delta) > threshold)
     )
     return {
         "a": a,
@@ -228,10 +231,30 @@ def compare(
         "sd_a": sd_a,
         "sd_b": sd_b,
         "se_seed": se,
+        "welch_df": df,
+        "noise_threshold": threshold,
         "ci_excludes_zero": excl,
         "beyond_noise": beyond,
         "per_seed_delta": [x - y for x, y in zip(ma, mb, strict=True)],
     }
+
+
+def welch_threshold(
+    sd_a: float, sd_b: float, n: int, confidence: float = NOISE_CONFIDENCE
+) -> tuple[float, float]:
+    """``(df, threshold)``: Welch-Satterthwaite degrees of freedom for two means of ``n`` seeds
+    each, and the difference they must exceed to be significant at ``1 - confidence``
+    (``t(0.5 + confidence / 2, df) * se``); NaN with fewer than 2 seeds."""
+    if n < 2 or not (math.isfinite(sd_a) and math.isfinite(sd_b)):
+        return math.nan, math.nan
+    va, vb = sd_a**2 / n, sd_b**2 / n
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return float(2 * (n - 1)), 0.0
+    from scipy.stats import t
+
+    df = (va + vb) ** 2 / (va**2 / (n - 1) + vb**2 / (n - 1))
+    return float(df), float(t.ppf(0.5 + confidence / 2, df)) * se
 
 
 def band_table(study: Study, eval_set: str, metric: str) -> list[dict[str, Any]]:
@@ -394,6 +417,58 @@ def _describe(comps: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     return word, f"`{a}` is {' and '.join(parts)} than `{b}` beyond seed noise"
 
 
+def rgb_conditions(study: Study) -> list[str]:
+    """Conditions whose input is a colour image (colormap, or an image codec on a colormap)."""
+    arms = study.meta.get("arms", {})
+    out = []
+    for c in study.conditions:
+        spec = arms.get(c.split("@")[0], {})
+        rep, kw = spec.get("representation"), spec.get("representation_kwargs") or {}
+        if rep == "colormap" or (rep == "image_codec" and kw.get("base") == "colormap"):
+            out.append(c)
+    return out
+
+
+def _deltas(comps: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(f"{LABELS[c['metric']]} {_sgn(c['delta'], c['metric'])}" for c in comps)
+
+
+def answer(study: Study, eval_set: str, n_boot: int = 2000) -> list[str]:
+    """The title question in numbers: which colour-image conditions beat the raw magnitude and
+    the reference beyond seed noise (any primary metric), and which are worse."""
+    lines = []
+    rgb = rgb_conditions(study)
+    for base, label in (
+        ("magnitude@log_magnitude", "the raw magnitude array"),
+        (study.reference, "the reference"),
+    ):
+        if base not in study.conditions or not rgb:
+            continue
+        better, worse, tied = [], [], []
+        for c in rgb:
+            comps = [compare(study, eval_set, c, base, m, n_boot=n_boot) for m in PRIMARY]
+            comps = [x for x in comps if x is not None]
+            up = [x for x in comps if x["beyond_noise"] and x["delta"] > 0]
+            down = [x for x in comps if x["beyond_noise"] and x["delta"] < 0]
+            if up:
+                better.append(f"`{c}` ({_deltas(up)})")
+            if down:
+                worse.append(f"`{c}` ({_deltas(down)})")
+            if not up and not down:
+                tied.append(f"`{c}`")
+        lines.append(
+            f"- vs `{base}` ({label}): {len(better)} of {len(rgb)} colour-image conditions better beyond seed "
+            f"noise on at least one of {', '.join(LABELS[m] for m in PRIMARY)}"
+            + (f": {'; '.join(better)}" if better else "")
+            + f"; {len(worse)} worse"
+            + (f": {'; '.join(worse)}" if worse else "")
+            + f"; {len(tied)} within noise"
+            + (f": {', '.join(tied)}" if tied else "")
+            + "."
+        )
+    return lines
+
+
 def verdicts(study: Study, eval_set: str, n_boot: int = 2000) -> list[dict[str, Any]]:
     """Per mechanism: its comparisons (primary metrics), one sentence per pair and a headline."""
     out = []
@@ -491,7 +566,7 @@ def diffs_markdown(study: Study, eval_set: str, n_boot: int) -> str:
             mark = "**" if comp["beyond_noise"] else ""
             cells.append(
                 f"{mark}{_sgn(comp['delta'], m)}{mark} [{_sgn(comp['lo'], m)}, {_sgn(comp['hi'], m)}] "
-                f"(2se {_fmt(NOISE_FACTOR * comp['se_seed'], m)})"
+                f"(thr {_fmt(comp['noise_threshold'], m)})"
             )
             flags.append(comp["beyond_noise"])
         cells.append(
@@ -516,7 +591,7 @@ def verdict_markdown(vs: Sequence[Mapping[str, Any]]) -> str:
                 cells.append(
                     "n/a"
                     if c is None
-                    else f"{_sgn(c['delta'], m)} [{_sgn(c['lo'], m)}, {_sgn(c['hi'], m)}], 2se {_fmt(NOISE_FACTOR * c['se_seed'], m)}"
+                    else f"{_sgn(c['delta'], m)} [{_sgn(c['lo'], m)}, {_sgn(c['hi'], m)}], thr {_fmt(c['noise_threshold'], m)}"
                 )
             cells.append(p["outcome"])
             rows.append(cells)
@@ -581,12 +656,14 @@ def _color(k: int):
 
 
 def fig_summary(study: Study, eval_set: str):
-    """Bars: mean over seeds with the 95 % t interval; dots: the per-seed means; dashed lines: baselines."""
+    """Bars: mean over seeds with the 95 % t interval; dots: the per-seed means; dashed lines:
+    the reverberant input and WPE (oracles only in the tables)."""
     table = summary_table(study, eval_set)
     fig, axes = _figure(len(PRIMARY), 5.0, 0.32 * max(len(table), 4) + 1.6)
     names = [r["condition"] for r in table]
     y = np.arange(len(names))
-    base = baseline_means(study, eval_set)
+    # Oracles (PESQ ~4.3) would squeeze the axis the conditions differ on; they stay in the tables.
+    base = {n: v for n, v in baseline_means(study, eval_set).items() if not n.startswith("oracle")}
     for ax, m in zip(axes[0], PRIMARY, strict=True):
         means = np.array([r[m] for r in table])
         err = (
@@ -634,7 +711,8 @@ def fig_summary(study: Study, eval_set: str):
 
 
 def fig_diffs(study: Study, eval_set: str, n_boot: int = 2000):
-    """Forest plot of differences to the reference: bootstrap CI (bar) and ±2 se_seed (grey band)."""
+    """Forest plot of differences to the reference: bootstrap CI (bar) and the ± seed-noise
+    threshold (grey band)."""
     ref = study.reference
     names = [c for c in study.conditions if c != ref]
     fig, axes = _figure(len(PRIMARY), 5.0, 0.32 * max(len(names), 4) + 1.6)
@@ -643,11 +721,11 @@ def fig_diffs(study: Study, eval_set: str, n_boot: int = 2000):
             c = compare(study, eval_set, n, ref, m, n_boot=n_boot)
             if c is None or not math.isfinite(c["delta"]):
                 continue
-            if math.isfinite(c["se_seed"]):
+            if math.isfinite(c["noise_threshold"]):
                 ax.fill_betweenx(
                     [i - 0.35, i + 0.35],
-                    -NOISE_FACTOR * c["se_seed"],
-                    NOISE_FACTOR * c["se_seed"],
+                    -c["noise_threshold"],
+                    c["noise_threshold"],
                     color="0.85",
                     lw=0,
                 )
@@ -668,7 +746,7 @@ def fig_diffs(study: Study, eval_set: str, n_boot: int = 2000):
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(
         f"{SET_TITLES.get(eval_set, eval_set)}: paired bootstrap 95% CI (items, seed-averaged); grey: "
-        f"±{NOISE_FACTOR:g} se from seed spread; red: beyond seed noise",
+        "± seed-noise threshold (Welch t x se); red: beyond seed noise",
         fontsize=9,
     )
     fig.tight_layout()
@@ -676,7 +754,8 @@ def fig_diffs(study: Study, eval_set: str, n_boot: int = 2000):
 
 
 def fig_bands(study: Study, eval_set: str = "sim"):
-    """PESQ / STOI / ESTOI per T60 band: one line per condition, baselines dashed."""
+    """PESQ / STOI / ESTOI per T60 band: one line per condition, baselines black (reverberant
+    dotted, WPE dashed; oracles only in the tables)."""
     fig, axes = _figure(len(PRIMARY), 5.0, 4.2)
     for ax, m in zip(axes[0], PRIMARY, strict=True):
         rows = band_table(study, eval_set, m)
@@ -684,10 +763,13 @@ def fig_bands(study: Study, eval_set: str = "sim"):
         x = np.arange(len(bands))
         for k, r in enumerate(rows):
             base = r["name"].startswith("(")
+            if r["name"].startswith("(oracle"):
+                continue  # off the scale of the conditions; in the tables
             ax.plot(
                 x,
                 [r[b] for b in bands],
-                ("--" if base else "-") + ("" if base else "o"),
+                (":" if "reverberant" in r["name"] else "--" if base else "-")
+                + ("" if base else "o"),
                 ms=3,
                 lw=1,
                 color="k" if base else _color(k),
@@ -771,6 +853,7 @@ def _write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for reading
     os.replace(tmp, path)
 
 
@@ -820,6 +903,11 @@ def _setup_markdown(study: Study) -> str:
     )
 
 
+def _load_note(session: Mapping[str, Any]) -> str:
+    la = (session.get("machine") or {}).get("load_average")
+    return f", load average {la[0]:.1f} at its start" if la else ""
+
+
 def _hms(seconds: float) -> str:
     s = int(round(seconds))
     return (
@@ -860,15 +948,16 @@ def build_report(
                 f"- `{s['command']}` — {s.get('id')}, {_hms(s.get('wall_seconds', 0.0))} wall, "
                 f"{len(s.get('trained', []))} runs trained, {len(s.get('skipped', []))} reused, "
                 f"{len(s.get('failed') or {})} failed"
+                + _load_note(s)
+                + (" (interrupted)" if s.get("interrupted") else "")
+                + "".join(f"; {n}" for n in s.get("notes") or [])
             )
     if report_command:
         lines.append(f"- report: `{report_command}`")
-    la = machine.get("load_average")
     lines += [
         f"- machine: {machine.get('cpu_count')}-core CPU ({machine.get('cpu') or 'unknown model'}), {gpu}; "
-        f"torch {machine.get('torch')}, Python {machine.get('python')}; shared with other jobs "
-        f"(load average at start {', '.join(f'{x:.1f}' for x in la) if la else 'n/a'}), "
-        f"{meta.get('jobs')} run(s) in parallel x {meta.get('threads')} torch thread(s)",
+        f"torch {machine.get('torch')}, Python {machine.get('python')}; shared with other jobs (load "
+        f"averages above), {meta.get('jobs')} run(s) in parallel x {meta.get('threads')} torch thread(s)",
         f"- runtime: {_hms(rt['wall_seconds'])} wall over {rt['sessions']} session(s); per run "
         f"{rt['train_seconds_mean']:.0f} s training + {rt['eval_seconds_mean']:.0f} s evaluation on average "
         f"({rt['cpu_seconds'] / 60:.0f} CPU-min in total)",
@@ -910,12 +999,22 @@ def build_report(
         f"- statistics: mean over seeds of the per-seed means with a 95% Student-t interval over seeds; "
         f"differences: per-item scores averaged over seeds, paired by item, percentile bootstrap "
         f"({n_boot} resamples) — pooled over seeds; *beyond seed noise* = the bootstrap CI excludes 0 and "
-        f"|Δ| > {NOISE_FACTOR:g}·se_seed, se_seed = sqrt(σ_a²/n + σ_b²/n) from the σ of per-seed means "
-        "(2se in the tables).",
+        "|Δ| > thr = t(0.975, Welch df)·se_seed, se_seed = sqrt(σ_a²/n + σ_b²/n) from the σ of "
+        "per-seed means (a Welch t-test on the per-seed means at 5%; `thr` in the tables).",
         "",
         _setup_markdown(study),
         "",
     ]
+    if sets:
+        lines += [f"## The question in numbers ({SET_TITLES[sets[0]]})", ""]
+        lines += answer(study, sets[0], n_boot) or [
+            "(the conditions needed for this summary have no finished runs)"
+        ]
+        lines += [
+            "",
+            "Per-mechanism comparisons follow; the measured-room section repeats everything on real rooms.",
+            "",
+        ]
     report_json: dict[str, Any] = {
         "folder": str(study.folder),
         "runtime": rt,
@@ -962,8 +1061,8 @@ def build_report(
             "",
             f"### Differences to `{study.reference}` ({title})",
             "",
-            "Δ = condition − reference, paired by item (seed-averaged scores), 95% bootstrap CI; 2se = twice the "
-            "standard error from the seed spread; **bold** = beyond seed noise.",
+            "Δ = condition − reference, paired by item (seed-averaged scores), 95% bootstrap CI; thr = the "
+            "seed-noise threshold (Welch t x se from the seed spread); **bold** = beyond seed noise.",
             "",
             diffs_markdown(study, s, n_boot),
             "",

@@ -411,6 +411,9 @@ def test_statistics_on_constructed_results(tmp_path):
     assert c["sd_a"] == pytest.approx(0.002) and c["se_seed"] == pytest.approx(
         math.sqrt(2 * 0.002**2 / 3)
     )
+    # Welch: equal spreads, 3 seeds each -> df 4, threshold t(0.975, 4) * se.
+    assert c["welch_df"] == pytest.approx(4.0)
+    assert c["noise_threshold"] == pytest.approx(2.776445 * c["se_seed"], rel=1e-5)
     row = next(r for r in sr.summary_table(s, "sim") if r["condition"] == "grayscale@log_magnitude")
     mean, lo, hi, sd = sr.t_interval([1.0, 2.0, 3.0])
     assert (mean, sd) == (2.0, 1.0) and hi - mean == pytest.approx(
