@@ -775,8 +775,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the U-Net (first chunk compiles for ~1 min; then ~5x faster on CPU, "
-        "see docs/performance.md): worth it for long files and archives",
+        help="torch.compile the U-Net (the first chunk compiles, ~20-60 s; then ~1.5x faster "
+        "on CPU, see docs/performance.md): worth it for long files and archives",
     )
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (never inputs)")
     p.add_argument("--debug", action="store_true", help="print tracebacks for errors")
