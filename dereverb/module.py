@@ -135,19 +135,20 @@ class DereverbModule(L.LightningModule):
         decoded = self.input_repr.decode(x, ctx)
         return self.target_repr.encode(decoded)[0]
 
-    def target_of(self, clean_mag: torch.Tensor, reverb_mag: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
+    def target_of(self, clean_mag: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
         """The clean target in the output domain ``(B, C_out, F, N)``, encoded with the input's ctx."""
         with torch.autocast(device_type=clean_mag.device.type, enabled=False):
             if self.hparams.target == "same":
                 return self.target_repr.encode(clean_mag.float(), ctx)[0]
             return self.target_repr.encode(clean_mag.float())[0]
 
-    def decode(self, y: torch.Tensor, reverb_mag: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
-        """Network output ``(B, C_out, F, N)`` -> magnitude ``(B, F, N)``."""
+    def decode(self, y: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
+        """Network output ``(B, C_out, F, N)`` -> magnitude ``(B, F, N)``.
+
+        ``target: same`` decodes with the input's ctx; the fixed ``log_magnitude`` output domain
+        needs none (a representation that did would raise for the missing key)."""
         with torch.autocast(device_type=y.device.type, enabled=False):
-            if self.hparams.target == "same":
-                return self.target_repr.decode(y.float(), ctx)
-            return self.target_repr.decode(y.float(), self.target_repr.encode(reverb_mag.float())[1])
+            return self.target_repr.decode(y.float(), ctx if self.hparams.target == "same" else None)
 
     @torch.no_grad()
     def enhance(
@@ -165,7 +166,7 @@ class DereverbModule(L.LightningModule):
             return self.enhance(padded, phase=phase, n_iter=n_iter)[..., :length]
         spec, mag = self.analyse(reverb)
         y, ctx = self(mag)
-        est_mag = self.decode(y, mag, ctx)
+        est_mag = self.decode(y, ctx)
         return dsp.reconstruct(
             est_mag,
             self.stft_cfg,
@@ -183,7 +184,7 @@ class DereverbModule(L.LightningModule):
         spec, mag = self.analyse(batch["reverb"])
         _, clean_mag = self.analyse(batch["clean"])
         y, ctx = self(mag)
-        target = self.target_of(clean_mag, mag, ctx)
+        target = self.target_of(clean_mag, ctx)
         return self._loss(y, target), {"spec": spec, "mag": mag, "clean_mag": clean_mag, "y": y, "ctx": ctx}
 
     # ------------------------------------------------------------------ Lightning hooks
@@ -247,7 +248,7 @@ class DereverbModule(L.LightningModule):
                 self.log(f"test/{name}", float(np.nanmean(scores[name])), sync_dist=True, batch_size=bs)
 
     def _waveform(self, out: dict[str, Any], length: int) -> torch.Tensor:
-        est_mag = self.decode(out["y"], out["mag"], out["ctx"])
+        est_mag = self.decode(out["y"], out["ctx"])
         return dsp.reconstruct(
             est_mag, self.stft_cfg, length, phase=self.hparams.phase, reverb_spec=out["spec"],
             n_iter=self.hparams.griffin_lim_iters,
@@ -303,8 +304,9 @@ class DereverbModule(L.LightningModule):
         # Show the network's own input/output images (RGB in colour) and dB magnitudes.
         with torch.no_grad():
             x_in, _ = self.input_repr.encode(out["mag"][:n].float())
-            target = self.target_of(out["clean_mag"][:n], out["mag"][:n], {k: _head(v, n) for k, v in out["ctx"].items()})
-        est_mag = self.decode(out["y"][:n], out["mag"][:n], {k: _head(v, n) for k, v in out["ctx"].items()})
+            ctx = {k: _head(v, n) for k, v in out["ctx"].items()}
+            target = self.target_of(out["clean_mag"][:n], ctx)
+        est_mag = self.decode(out["y"][:n], ctx)
         for i in range(n):
             exp.add_image(f"val/spectrogram/reverb/{i}", spectrogram_image(x_in[i]), step, dataformats="HWC")
             exp.add_image(f"val/spectrogram/output/{i}", spectrogram_image(out["y"][i]), step, dataformats="HWC")
