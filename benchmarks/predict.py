@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from dereverb.module import DereverbModule
 from dereverb.predict import dereverberate
 from dereverb.speech import SyntheticSpeech
 
+QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 def rtf(model, wave, sr, **kw) -> tuple[float, float]:
     """(wall-clock RTF, CPU-time RTF per thread): the second is what an otherwise idle machine
@@ -35,7 +37,7 @@ def rtf(model, wave, sr, **kw) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="configs/quickstart.yaml")
+    ap.add_argument("--config", default=str(QUICKSTART))
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--iters", type=int, default=32)
     ap.add_argument("--device", default="cpu")

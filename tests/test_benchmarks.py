@@ -1,0 +1,106 @@
+"""The benchmark scripts run and print their tables (tiny sizes; speed is not asserted here:
+numbers belong to docs/performance.md), and the GPU utilisation sampler degrades on a CPU."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+NUMBER = r"[0-9][0-9,]*\.?[0-9]*"
+
+
+def bench(tmp_path: Path, script: str, *args: str) -> str:
+    """Run ``benchmarks/<script>`` from an empty folder (no reliance on the repo as cwd)."""
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def rows(out: str, first: str) -> list[list[str]]:
+    """Table rows (cells split on ``|``) whose first cell is ``first``."""
+    found = []
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == first:
+            found.append(cells)
+    return found
+
+
+def positive(cell: str) -> float:
+    assert re.fullmatch(NUMBER, cell), cell
+    value = float(cell.replace(",", ""))
+    assert value > 0, cell
+    return value
+
+
+def test_train_benchmark_synthetic_steps_and_fit(tmp_path):
+    out = bench(tmp_path, "train.py", "--steps", "1", "--warmup", "1", "--precision", "32", "bf16",
+                "--batch-size", "2")
+    for prec in ("32", "bf16"):
+        [row] = rows(out, prec)
+        positive(row[1])
+        positive(row[2])
+        assert row[4] == "-"  # no GPU utilisation on a CPU
+
+    out = bench(tmp_path, "train.py", "--fit", "--steps", "2", "--warmup", "1", "--precision", "32",
+                "--", "--data.batch_size", "2", "--data.train_items", "8", "--data.segment_seconds", "0.5",
+                "--data.rir_bank_sizes", "[4, 2, 2]", "--data.rir_cache_dir", str(tmp_path / "cache"),
+                "--data.rir_max_order", "10", "--data.rir_calibrate", "0",
+                "--model.base_channels", "4", "--model.depth", "2")
+    [row] = rows(out, "32-true")
+    samples_per_s, ms_per_step = positive(row[1]), positive(row[2])
+    assert samples_per_s == pytest.approx(2 / ms_per_step * 1e3, rel=0.02)
+    assert re.fullmatch(r"\d+%", row[3])  # data wait share
+    assert row[4] == "-"
+    assert not (tmp_path / "runs").exists()  # the fit benchmark logs into a temporary folder
+
+
+def test_data_benchmark_cpu_and_device_paths(tmp_path):
+    out = bench(tmp_path, "data.py", "--batches", "2", "--batch-size", "4", "--bank", "4",
+                "--seconds", "0.5", "--workers", "0", "--device", "cpu")
+    positive(rows(out, "cpu")[0][2])
+    positive(rows(out, "device:cpu")[0][2])
+
+
+def test_predict_benchmark(tmp_path):
+    out = bench(tmp_path, "predict.py", "--seconds", "2", "--iters", "2", "--batch-sizes", "2",
+                "--options", "plain")
+    assert "griffinlim-warm" in out and "reverberant" in out
+    [row] = [r for r in rows(out, "reverberant") if len(r) > 4]
+    assert any(re.fullmatch(r"0\.\d+|\d+\.\d+", c) for c in row[3:])
+
+
+def test_rir_benchmark(tmp_path):
+    out = bench(tmp_path, "rir.py", "--rooms", "1", "--t60s", "0.3", "--bank-size", "2", "--workers", "1")
+    [calibrated] = rows(out, "0.3")[4:5]
+    assert calibrated[1] == "image, order <= 40, calibrate 2"
+    measured = float(calibrated[3].split()[0])
+    assert 0.25 <= measured <= 0.36  # calibration lands near the 0.3 s asked
+
+
+def test_representations_benchmark(tmp_path):
+    out = bench(tmp_path, "representations.py", "--quick", "--repeats", "1", "--skip-inversion")
+    for name in ("magnitude", "log_magnitude", "grayscale 8-bit", "colormap turbo (auto)"):
+        [row] = rows(out, name)
+        positive(row[1])
+        positive(row[2])
+
+
+def test_gpu_utilisation_sampler_on_cpu_reports_nothing():
+    sys.path.insert(0, str(BENCH))
+    try:
+        from gpu_utilisation import GpuUtilisation
+    finally:
+        sys.path.remove(str(BENCH))
+    with GpuUtilisation("cpu", interval=0.01) as util:
+        torch.randn(256, 256) @ torch.randn(256, 256)
+    assert util.mean is None and util.samples == []
+    assert f"{util:>4}" == "   -"
