@@ -166,8 +166,12 @@ def test_synthetic_speech_pairs_are_deterministic_per_seed(cache_dir):
     assert np.array_equal(a.reverb, b.reverb) and not np.array_equal(a.reverb, c.reverb)
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("target", ["dry", "early"])
-def test_device_path_builds_the_same_pairs_as_the_cpu_path(cache_dir, target):
+def test_device_path_builds_the_same_pairs_as_the_cpu_path(cache_dir, target, device):
     cpu = small_dm(cache_dir, clean_target=target)
     dev = small_dm(cache_dir, clean_target=target, reverb_on_device=True)
     for split in ("train", "val"):
@@ -179,7 +183,9 @@ def test_device_path_builds_the_same_pairs_as_the_cpu_path(cache_dir, target):
         bc = next(iter(loader_c))
         bd = next(iter(loader_d))
         assert "reverb" not in bd  # workers did not convolve
-        bd = dev.on_after_batch_transfer(bd, 0)
+        bd = dev.on_after_batch_transfer({k: v.to(device) for k, v in bd.items()}, 0)
+        assert bd["reverb"].device.type == device
+        bd = {k: v.cpu() for k, v in bd.items()}
         assert torch.allclose(bc["reverb"], bd["reverb"], atol=2e-5)
         assert torch.allclose(bc["clean"], bd["clean"], atol=2e-5)
         assert torch.equal(bc["t60"], bd["t60"])

@@ -585,3 +585,18 @@ def test_compile_flag_gives_the_same_output(ckpt: Path, tmp_path: Path, capsys) 
     a, _ = sf.read(tmp_path / "plain" / "a.wav")
     b, _ = sf.read(tmp_path / "compiled" / "a.wav")
     assert a.shape == b.shape and np.abs(a - b).max() < 1e-4 * max(np.abs(a).max(), 1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("phase", ["reverberant", "griffinlim-warm"])
+def test_cuda_matches_cpu(ckpt: Path, phase: str) -> None:
+    """The same checkpoint on CUDA (batched chunks) gives the CPU's output to within 30 dB
+    (cuDNN may use TF32 convolutions, so not bit for bit)."""
+    x = _noise((3 * 16000,), seed=4)
+    cpu = dereverberate(x, 16000, load_model(ckpt, "cpu"), phase=phase, n_iter=8, chunk_seconds=1.0)
+    gpu = dereverberate(torch.from_numpy(x).cuda(), 16000, load_model(ckpt, "cuda"), phase=phase,
+                        n_iter=8, chunk_seconds=1.0, batch_size=4)
+    assert gpu.device.type == "cuda" and gpu.shape == (x.size,)
+    diff = gpu.cpu().numpy() - cpu
+    snr = 10 * np.log10(np.sum(cpu**2) / max(np.sum(diff**2), 1e-20))
+    assert snr > 30, snr

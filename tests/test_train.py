@@ -224,3 +224,18 @@ def test_16_mixed_overflow_halves_the_scale_and_the_guard_counts_the_skipped_ste
     # AdamW counts only the steps it took.
     steps = {int(s["step"]) for s in cli.trainer.optimizers[0].state.values()}
     assert steps == {10 - model.skipped_steps}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "16-mixed"])
+@pytest.mark.parametrize("reverb_on_device", [False, True])
+def test_cuda_training_fast_dev_run(tmp_path, cache, precision, reverb_on_device):
+    """On a GPU: each precision (16-mixed with Lightning's GradScaler), with the reverberation
+    built on the CPU or on the device, trains and validates to finite numbers."""
+    cli = run(["--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny_args(tmp_path, cache),
+               "--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.fast_dev_run", "2",
+               "--trainer.precision", precision, "--data.reverb_on_device", str(reverb_on_device).lower()])
+    assert cli.model.device.type == "cuda"
+    assert (getattr(cli.trainer.precision_plugin, "scaler", None) is not None) == (precision == "16-mixed")
+    for key in ("train/loss", "val/loss", "val/stoi"):
+        assert torch.isfinite(cli.trainer.callback_metrics[key]), key
