@@ -137,18 +137,35 @@ def test_short_training_lowers_val_loss_and_beats_reverberant_stoi(tmp_path, cac
 
 
 def test_ddp_two_cpu_processes_fast_dev_run(tmp_path, cache):
-    """trainer.strategy ddp on gloo with 2 processes: distributed sampler, sync_dist, rank-zero media."""
+    """trainer.strategy ddp on gloo with 2 processes: the distributed sampler gives each rank
+    its own half of the epoch's items (together exactly the single-process epoch), sync_dist
+    metrics, rank-zero media."""
+    import json
+    import os
     import subprocess
     import sys
 
+    from tests.ddp_probe import BatchProbe
+
+    items = ["--data.train_items", "8", "--trainer.fast_dev_run", "2"]  # 2 ranks x 2 batches x 2
+    probe = json.dumps([{"class_path": "tests.ddp_probe.BatchProbe", "init_args": {"out_dir": str(tmp_path / "ddp")}}])
     args = [sys.executable, "-m", "dereverb.train", "--config", str(ROOT / "configs" / "quickstart.yaml"),
-            *tiny_args(tmp_path, cache), "--trainer.fast_dev_run", "2",
+            *tiny_args(tmp_path, cache), *items, "--trainer.callbacks", probe,
             "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
-    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     assert "MEMBER: 2/2" in out and "distributed_backend=gloo" in out
     assert "`Trainer.fit` stopped" in out
+    rank0, rank1 = (json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert len(rank0) == len(rank1) == 4
+    assert not set(rank0) & set(rank1)  # no item trained twice in the epoch
+
+    single = BatchProbe(str(tmp_path / "single"))
+    run(["--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny_args(tmp_path, cache),
+         "--data.train_items", "8", "--trainer.fast_dev_run", "4"], callbacks=[single])
+    assert sorted(rank0 + rank1) == sorted(single.seen)
 
 
 def test_bf16_mixed_precision_end_to_end(tmp_path, cache):
