@@ -25,6 +25,7 @@ utterance in every representation with its decode error.
 
 from __future__ import annotations
 
+import abc
 import functools
 import inspect
 import io
@@ -88,8 +89,11 @@ def _check_levels(value: Any) -> int | None:
     return value
 
 
-class Representation:
-    """Base class: ``encode(mag (B, F, N), ctx=None) -> (x (B, C, F, N), ctx)``, ``decode(x, ctx)``."""
+class Representation(abc.ABC):
+    """Base class: ``encode(mag (B, F, N), ctx=None) -> (x (B, C, F, N), ctx)``, ``decode(x, ctx)``.
+
+    Subclasses implement ``_encode`` / ``_decode``; the public methods check shapes and run
+    them in float32."""
 
     name: str = ""
     channels: int = 1
@@ -113,11 +117,13 @@ class Representation:
             raise ValueError(f"{self.name}.decode expects (B, {self.channels}, F, N), got shape {tuple(x.shape)}")
         return self._decode(x, ctx)
 
+    @abc.abstractmethod
     def _encode(self, mag: torch.Tensor, ctx: Ctx | None) -> tuple[torch.Tensor, Ctx]:
-        raise NotImplementedError
+        """``mag`` (B, F, N) float32 -> (x (B, C, F, N), ctx)."""
 
+    @abc.abstractmethod
     def _decode(self, x: torch.Tensor, ctx: Ctx | None) -> torch.Tensor:
-        raise NotImplementedError
+        """``x`` (B, C, F, N) float32 and the encode ctx -> magnitude (B, F, N)."""
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.valid_kwargs({}) if hasattr(self, k))
