@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -63,3 +63,23 @@ def unwritable_reason(folder: str | os.PathLike) -> str | None:
     if not os.access(base, os.W_OK | os.X_OK):
         return f"{base} is not writable"
     return None
+
+
+def read_yaml_mapping(
+    path: str | os.PathLike, *, option: str, example: str, expected: str, error: type[Exception]
+) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (an empty file is ``{}``). A missing file, invalid
+    YAML or another top-level type raises ``error`` with one line naming ``option`` and the
+    file: ``pass <example>`` as the fix, ``expected <expected>`` for a wrong type."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{option} {p}: file not found; pass {example}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise error(f"{option} {p}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise error(f"{option} {p}: expected {expected}")
+    return data

@@ -43,7 +43,7 @@ import torch
 from dereverb import metrics as metric_fns
 from dereverb.baselines import ORACLES, build_baselines, needs_clean, parse_names
 from dereverb.bootstrap import bootstrap_diff
-from dereverb.cli_errors import unwritable_reason
+from dereverb.cli_errors import read_yaml_mapping, unwritable_reason
 from dereverb.report_table import (
     METRICS,
     ci_csv,
@@ -478,21 +478,11 @@ def load_datamodule_config(path: str | os.PathLike | None) -> dict[str, Any]:
     """The ``data`` section of a training YAML (LightningCLI layout) as DataModule kwargs."""
     if path is None:
         return {}
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise EvaluationError(
-            f"--datamodule-config {p}: file not found; pass a training config such as configs/quickstart.yaml"
-        )
-    try:
-        cfg = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise EvaluationError(
-            f"--datamodule-config {p}: not valid YAML ({str(exc).splitlines()[0]})"
-        ) from exc
-    if not isinstance(cfg, dict):
-        raise EvaluationError(f"--datamodule-config {p}: expected a mapping with a 'data:' section")
+    cfg = read_yaml_mapping(
+        p, option="--datamodule-config", example="a training config such as configs/quickstart.yaml",
+        expected="a mapping with a 'data:' section", error=EvaluationError,
+    )
     data = cfg.get("data", cfg if "model" not in cfg and "trainer" not in cfg else {})
     if isinstance(data, dict) and "init_args" in data:
         data = data["init_args"]

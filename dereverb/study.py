@@ -55,6 +55,8 @@ from typing import Any
 
 import numpy as np
 
+from dereverb.cli_errors import read_yaml_mapping
+
 TARGETS: tuple[str, ...] = ("log_magnitude", "same")
 PROFILES: tuple[str, ...] = ("quick", "full")
 EVAL_SETS: tuple[str, ...] = ("sim", "measured")
@@ -200,19 +202,11 @@ def _parse_arm(name: str, raw: Any, where: str) -> Arm:
 
 def load_config(path: str | os.PathLike, profile: str | None = None) -> StudyConfig:
     """Read a study YAML and apply ``profile`` (default: its ``default_profile``)."""
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise StudyError(
-            f"--config {p}: file not found; pass a study config such as configs/study.yaml"
-        )
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise StudyError(f"--config {p}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    if not isinstance(raw, dict):
-        raise StudyError(f"--config {p}: expected a mapping with arms, train and profiles")
+    raw = read_yaml_mapping(
+        p, option="--config", example="a study config such as configs/study.yaml",
+        expected="a mapping with arms, train and profiles", error=StudyError,
+    )
     unknown = sorted(
         set(raw)
         - {

@@ -860,3 +860,33 @@ def test_evaluate_interrupted_run_writes_no_table_and_rerun_reuses_scores(
     assert not [n for n in _files(out) if n.endswith(".tmp")]
     rc, _, err = _eval(capsys, "--paired", paired, "-o", out, *EVAL_FAST)
     assert rc == 2 and "--force" in _eval_error(err, "results.md")  # finished tables are not overwritten
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "--config {p}: file not found; pass a study config such as configs/study.yaml"),
+    ("a: [1, 2\n", "--config {p}: not valid YAML (while parsing a flow sequence)"),
+    ("- 1\n- 2\n", "--config {p}: expected a mapping with arms, train and profiles"),
+])
+def test_yaml_configs_are_refused_in_one_line_naming_option_and_file(tmp_path, text, message):
+    """The one reader behind ``evaluate --datamodule-config`` and ``study --config``."""
+    from dereverb.cli_errors import read_yaml_mapping
+    from dereverb.evaluate import EvaluationError, load_datamodule_config
+    from dereverb.study import StudyError
+
+    p = tmp_path / "c.yaml"
+    if text is not None:
+        p.write_text(text)
+    with pytest.raises(StudyError) as exc:
+        read_yaml_mapping(p, option="--config", example="a study config such as configs/study.yaml",
+                          expected="a mapping with arms, train and profiles", error=StudyError)
+    assert str(exc.value) == message.format(p=p)
+    with pytest.raises(EvaluationError, match=r"^--datamodule-config .*c\.yaml: "):
+        load_datamodule_config(p)
+
+
+def test_empty_yaml_config_reads_as_an_empty_mapping(tmp_path):
+    from dereverb.cli_errors import read_yaml_mapping
+
+    (tmp_path / "empty.yaml").write_text("")
+    assert read_yaml_mapping(tmp_path / "empty.yaml", option="--config", example="x",
+                             expected="y", error=ValueError) == {}
