@@ -1,6 +1,6 @@
 """GPU utilisation sampled in a background thread while a benchmark runs.
 
-    with GpuUtilisation(device) as util:
+    with GpuUtilisation(device) as util:  # or util.start() ... util.stop()
         ...  # the timed work
     print(util.mean)  # percent of the time a kernel ran, or None (no GPU / no reader)
 
@@ -62,16 +62,22 @@ class GpuUtilisation:
             except Exception:  # a failed read is a missing sample, not a failed benchmark
                 pass
 
-    def __enter__(self) -> GpuUtilisation:
+    def start(self) -> None:
         if self._read is not None:
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
-        return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+    def __enter__(self) -> GpuUtilisation:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     @property
     def mean(self) -> float | None:

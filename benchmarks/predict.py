@@ -25,6 +25,7 @@ from dereverb.speech import SyntheticSpeech
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
+
 def rtf(model, wave, sr, **kw) -> tuple[float, float]:
     """(wall-clock RTF, CPU-time RTF per thread): the second is what an otherwise idle machine
     with that many cores would show, and is robust to other jobs sharing the cores."""

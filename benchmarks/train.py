@@ -33,9 +33,8 @@ from lightning.pytorch.callbacks import Callback
 from dereverb.module import DereverbModule
 
 LIGHTNING_PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
-
-
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -65,7 +64,8 @@ class StepTimer(Callback):
         now = time.perf_counter()
         if trainer.global_step == self.warmup and self.start is None:
             self.start = now
-            self.util = GpuUtilisation(pl_module.device).__enter__()
+            self.util = GpuUtilisation(pl_module.device)
+            self.util.start()
         elif self.start is not None and self._last_end is not None:
             self.waiting += now - self._last_end
 
@@ -78,7 +78,7 @@ class StepTimer(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.util is not None:
-            self.util.__exit__(None, None, None)
+            self.util.stop()
 
 
 def fit_benchmark(args: argparse.Namespace, extra: list[str]) -> None:
@@ -113,7 +113,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--precision", nargs="+", default=["32", "bf16"])
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
+    ap.add_argument("--device", default=default_device)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--representation", default=None, help="override model.representation")
     ap.add_argument("--fit", action="store_true", help="time dereverb.train itself (DataModule included)")
@@ -121,7 +122,7 @@ def main() -> None:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if args.fit:
-        if args.device != ("cuda" if torch.cuda.is_available() else "cpu"):
+        if args.device != default_device:  # Lightning picks the default device by itself
             extra = ["--trainer.accelerator", args.device, *extra]
         if args.representation:
             extra = ["--model.representation", args.representation, *extra]
