@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -140,7 +141,6 @@ def test_ddp_two_cpu_processes_fast_dev_run(tmp_path, cache):
     """trainer.strategy ddp on gloo with 2 processes: the distributed sampler gives each rank
     its own half of the epoch's items (together exactly the single-process epoch), sync_dist
     metrics, rank-zero media."""
-    import json
     import os
     import subprocess
     import sys
@@ -183,8 +183,6 @@ def _fp16_plugin(init_scale: float = 2.0**16) -> str:
     ``--trainer.precision 16-mixed`` on a CPU makes Lightning fall back to bf16; passing the
     plugin itself runs float16 autocast + dynamic loss scaling, the GPU code path, here.
     """
-    import json
-
     return json.dumps({
         "class_path": "lightning.pytorch.plugins.precision.MixedPrecision",
         "init_args": {"precision": "16-mixed", "device": "cpu", "scaler": {
