@@ -3,7 +3,7 @@
     python benchmarks/predict.py [--config configs/quickstart.yaml] [--seconds 60] [--iters 32]
 
 Builds an untrained model of the config's size (speed does not depend on the weights), runs
-:func:`dereverb.predict.dereverberate` on synthetic speech, and prints the real-time factor
+:func:`dereverb.inference.dereverberate` on synthetic speech, and prints the real-time factor
 (processing time / audio duration) for each phase method, batch size and option
 (``channels_last``, ``torch.compile``). RTF < 1 is faster than real time. Two columns: wall
 clock, and process CPU time divided by the thread count (what an idle machine would show).
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import yaml
 
-from dereverb.module import DereverbModule
-from dereverb.predict import dereverberate
+from dereverb.inference import dereverberate
+from dereverb.models.dereverber import Dereverber
 from dereverb.speech import SyntheticSpeech
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
@@ -53,7 +53,7 @@ def main() -> None:
     print(f"device={dev} threads={torch.get_num_threads()} config={args.config} audio={args.seconds:.0f}s")
     print(f"{'phase':>16} | {'iters':>5} | {'batch':>5} | {'option':>13} | {'RTF wall':>8} | {'RTF cpu':>7}")
     for option in args.options:
-        model = DereverbModule(**cfg).eval().to(dev)
+        model = Dereverber.from_hparams(cfg).eval().to(dev)
         if option == "channels_last":
             model = model.to(memory_format=torch.channels_last)
         elif option == "compile":

@@ -6,16 +6,43 @@ can print one line instead of a libsndfile traceback.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+# File extensions of the container formats libsndfile may read; those this build actually reads
+# (asked of soundfile at run time) are AUDIO_EXTENSIONS, searched for in folders.
+_FORMAT_EXTENSIONS = {
+    "WAV": (".wav",),
+    "WAVEX": (".wav",),
+    "FLAC": (".flac",),
+    "OGG": (".ogg", ".oga", ".opus"),
+    "MP3": (".mp3",),
+    "AIFF": (".aif", ".aiff"),
+    "CAF": (".caf",),
+    "W64": (".w64",),
+    "AU": (".au", ".snd"),
+}
+
+
+@functools.cache
+def readable_formats() -> tuple[str, ...]:
+    """The container formats this soundfile/libsndfile build reads, e.g. ``("WAV", "FLAC", ...)``."""
+    available = sf.available_formats()
+    return tuple(name for name in _FORMAT_EXTENSIONS if name in available and name != "WAVEX")
+
+
+AUDIO_EXTENSIONS: tuple[str, ...] = tuple(
+    dict.fromkeys(ext for name in readable_formats() for ext in _FORMAT_EXTENSIONS[name])
+)
 
 
 class AudioError(Exception):
@@ -36,12 +63,16 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     if p.stat().st_size == 0:
         raise AudioError(f"{p}: file is empty (0 bytes); re-export or remove it")
     try:
-        f = sf.SoundFile(str(p))
+        with quiet_stderr():  # libmpg123 prints "Note: Illegal Audio-MPEG-Header" lines itself
+            f = sf.SoundFile(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        reason = str(exc).split(":")[-1].strip() or type(exc).__name__
+        reason = str(exc).split(":")[-1].strip().rstrip(".") or type(exc).__name__
+        if "does not exist" in reason:  # libsndfile's wording when no decoder accepts the data
+            reason = "no decoder recognises the data"
         raise AudioError(
-            f"{p}: cannot decode audio ({reason}); supported formats are WAV, FLAC and OGG "
-            "(convert e.g. MP3 with ffmpeg -i in.mp3 out.wav)"
+            f"{p}: cannot decode audio ({reason}); this build reads {', '.join(readable_formats())}: "
+            "a file in one of these is corrupt (re-export it), another format needs converting "
+            "(e.g. ffmpeg -i in.m4a out.wav)"
         ) from exc
     if f.frames <= 0:
         f.close()
@@ -49,8 +80,30 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     return f
 
 
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence what C libraries write to file descriptor 2 inside the block (libmpg123 prints
+    one note per bad MPEG frame); Python's own ``sys.stderr`` is flushed first and restored."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # captured or replaced stderr: nothing to silence
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            try:
+                yield
+            finally:
+                os.dup2(saved, fd)
+    finally:
+        os.close(saved)
+
+
 def read_audio(path: str | os.PathLike, *, allow_silent: bool = True) -> tuple[np.ndarray, int]:
-    """Read a WAV/FLAC/OGG file into float32 ``(C, L)`` and its sample rate.
+    """Read an audio file (any format in :func:`readable_formats`) into float32 ``(C, L)`` and its sample rate.
 
     Raises :class:`AudioError` when the file is missing, empty, unreadable (corrupt, truncated,
     not audio), has no samples, or holds NaN/Inf samples; with ``allow_silent=False`` also when
@@ -59,7 +112,8 @@ def read_audio(path: str | os.PathLike, *, allow_silent: bool = True) -> tuple[n
     p = Path(path)
     with open_audio(p) as f:
         try:
-            data = f.read(dtype="float32", always_2d=True)
+            with quiet_stderr():
+                data = f.read(dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             raise AudioError(f"{p}: cannot decode audio ({exc}); re-export it") from exc
         sr = f.samplerate
@@ -86,6 +140,8 @@ def resample(x: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int) -> np.ndar
         return x
     if orig_sr <= 0 or new_sr <= 0:
         raise ValueError(f"sample rates must be positive, got {orig_sr} -> {new_sr}")
+    import torchaudio.functional as AF  # imported here: it costs start-up time most calls never need
+
     if isinstance(x, torch.Tensor):
         return AF.resample(x.float(), int(orig_sr), int(new_sr))
     out = AF.resample(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(orig_sr), int(new_sr))

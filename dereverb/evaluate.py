@@ -44,6 +44,8 @@ from dereverb import metrics as metric_fns
 from dereverb.baselines import ORACLES, build_baselines, needs_clean, parse_names
 from dereverb.bootstrap import bootstrap_diff
 from dereverb.cli_errors import read_yaml_mapping, unwritable_reason
+from dereverb.inference.checkpoint import CheckpointError, DeviceError, load_model, resolve_device
+from dereverb.inference.enhance import dereverberate
 from dereverb.report_table import (
     METRICS,
     ci_csv,
@@ -351,7 +353,7 @@ def _progress_bar(total: int | None, enabled: bool) -> Any:
 # ============================================================================ checkpoints
 @dataclass
 class CheckpointSystem:
-    """A trained checkpoint as an evaluation system (inference via :mod:`dereverb.predict`).
+    """A trained checkpoint as an evaluation system (inference via :mod:`dereverb.inference`).
 
     ``phase`` / ``n_iter`` override the model's own phase recovery (None: the model's).
     """
@@ -377,23 +379,9 @@ class CheckpointSystem:
                 f"--ckpt {p}: checkpoint not found; pass a .ckpt file written by dereverb.train"
             )
         try:
-            from dereverb.predict import CheckpointError, load_model, resolve_device
-        except ImportError:  # predict.py not available: load directly
-            from dereverb.module import DereverbModule
-
-            try:
-                model = DereverbModule.load_from_checkpoint(
-                    p, map_location=device, weights_only=True
-                ).eval()
-            except Exception as exc:
-                raise EvaluationError(f"--ckpt {p}: cannot load the checkpoint ({exc})") from exc
-        else:
-            try:
-                model = load_model(p, resolve_device(device))
-            except CheckpointError as exc:
-                raise EvaluationError(str(exc)) from exc
-            except Exception as exc:  # UsageError for a bad --device
-                raise EvaluationError(str(exc)) from exc
+            model = load_model(p, resolve_device(device))
+        except (CheckpointError, DeviceError) as exc:
+            raise EvaluationError(str(exc)) from exc
         return cls(p, model, _sha256_file(p), phase, n_iter)
 
     @property
@@ -403,19 +391,10 @@ class CheckpointSystem:
     def __call__(
         self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None
     ) -> torch.Tensor:
-        try:
-            from dereverb.predict import dereverberate
-        except ImportError:
-            dereverberate = None
-        x = reverb.detach().float().cpu()
-        if dereverberate is not None:
-            # (B, L) rows go in as channels: processed independently, resampled if needed.
-            y = dereverberate(
-                x.numpy(), int(sample_rate), self.model, phase=self.phase, n_iter=self.n_iter
-            )
-            return torch.from_numpy(np.asarray(y, dtype=np.float32))
-        device = next(self.model.parameters()).device
-        return self.model.enhance(x.to(device), phase=self.phase, n_iter=self.n_iter).cpu()
+        # (B, L) rows go in as channels: processed independently, resampled if needed.
+        x = reverb.detach().float().cpu().numpy()
+        y = dereverberate(x, int(sample_rate), self.model, phase=self.phase, n_iter=self.n_iter)
+        return torch.from_numpy(np.asarray(y, dtype=np.float32))
 
 
 def checkpoint_names(paths: Sequence[str | os.PathLike], taken: Iterable[str] = ()) -> list[str]:
@@ -649,7 +628,7 @@ def paired_items(
     rev = {p.relative_to(rdir).with_suffix("").as_posix(): p for p in find_audio_files(rdir)}
     cln = {p.relative_to(cdir).with_suffix("").as_posix(): p for p in find_audio_files(cdir)}
     if not rev:
-        raise EvaluationError(f"--paired {root}: no audio files (WAV/FLAC/OGG) in {rdir}")
+        raise EvaluationError(f"--paired {root}: no audio files in {rdir}")
     common = sorted(set(rev) & set(cln))
     if not common:
         raise EvaluationError(
@@ -686,7 +665,7 @@ def unpaired_items(
         )
     files = find_audio_files(root)
     if not files:
-        raise EvaluationError(f"--unpaired {root}: no audio files (WAV/FLAC/OGG) found")
+        raise EvaluationError(f"--unpaired {root}: no audio files found")
 
     def load(p: Path) -> dict[str, Any]:
         return _as_item(
@@ -1028,19 +1007,10 @@ def run(args: argparse.Namespace) -> int:
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input (a file, folder or setting), not a bug."""
     from dereverb.audio import AudioError
+    from dereverb.rir import RirError
+    from dereverb.speech import CorpusError
 
-    errors: list[type[BaseException]] = [EvaluationError, AudioError]
-    for module, names in (
-        ("dereverb.predict", ("CheckpointError", "UsageError")),
-        ("dereverb.speech", ("CorpusError",)),
-        ("dereverb.rir", ("RirError",)),
-    ):
-        try:
-            mod = __import__(module, fromlist=list(names))
-        except ImportError:
-            continue
-        errors += [getattr(mod, n) for n in names if hasattr(mod, n)]
-    return tuple(errors)
+    return (EvaluationError, AudioError, CheckpointError, DeviceError, CorpusError, RirError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

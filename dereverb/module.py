@@ -17,21 +17,8 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 
 from dereverb import dsp, metrics
-from dereverb import representations as reps
-from dereverb.models.unet import UNet
+from dereverb.models.dereverber import Dereverber, Target, upgrade_state_dict
 
-Target = Literal["same", "log_magnitude"]
-ACTIVATIONS = {
-    "sigmoid": torch.sigmoid,
-    "softplus": F.softplus,
-    "identity": lambda t: t,
-}
-# Inverses of the output activations, to put the residual skip in pre-activation space.
-INVERSE_ACTIVATIONS = {
-    "sigmoid": lambda t: torch.logit(t.clamp(1e-4, 1 - 1e-4)),
-    "softplus": lambda t: t.clamp_min(1e-6) + torch.log(-torch.expm1(-t.clamp_min(1e-6))),
-    "identity": lambda t: t,
-}
 VAL_METRICS = ("pesq", "stoi", "estoi", "si_sdr")
 
 
@@ -84,97 +71,65 @@ class DereverbModule(L.LightningModule):
         n_media_examples: int = 2,
     ) -> None:
         super().__init__()
-        if target not in ("same", "log_magnitude"):
-            raise ValueError(f"model.target must be 'same' or 'log_magnitude', got {target!r}")
         if loss not in ("l1", "mse"):
             raise ValueError(f"model.loss must be 'l1' or 'mse', got {loss!r}")
-        if phase not in dsp.PHASE_METHODS:
-            raise ValueError(f"model.phase must be one of {', '.join(dsp.PHASE_METHODS)}, got {phase!r}")
         representation_kwargs = dict(representation_kwargs or {})
         self.save_hyperparameters()
-        self.stft_cfg = dsp.StftConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length)
-        self.input_repr = reps.build(representation, **representation_kwargs)
-        self.target_repr = self.input_repr if target == "same" else reps.build("log_magnitude")
-        self.output_activation = ACTIVATIONS[self.target_repr.output_activation]
-        self.inverse_activation = INVERSE_ACTIVATIONS[self.target_repr.output_activation]
-        in_ch = self.input_repr.channels
-        self.net = UNet(
-            in_channels=in_ch,
-            out_channels=self.target_repr.channels,
-            base_channels=base_channels,
-            depth=depth,
-            norm=norm,
-            activation=activation,
-            input_expansion=input_expansion,
-        )
+        # The whole spectral path (STFT, representation, network, decoding, phase) is a plain
+        # nn.Module shared with inference, which loads it without Lightning.
+        self.model = Dereverber.from_hparams(self.hparams)
         self._input_scores: dict[int, dict[str, np.ndarray]] = {}
         self._bad_loss = False  # this step's loss was NaN/Inf: skip its optimizer step
         self.skipped_steps = 0
 
     # ------------------------------------------------------------------ core path
+    # The spectral path lives in ``self.model`` (:class:`Dereverber`); these delegate to it.
+    @property
+    def net(self) -> torch.nn.Module:
+        return self.model.net
+
+    @property
+    def input_repr(self):
+        return self.model.input_repr
+
+    @property
+    def target_repr(self):
+        return self.model.target_repr
+
+    @property
+    def stft_cfg(self) -> dsp.StftConfig:
+        return self.model.stft_cfg
+
     def analyse(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, L)`` -> complex spectrum ``(B, F+1, N)`` and magnitude ``(B, F, N)``."""
-        spec = dsp.stft(wave, self.stft_cfg)
-        return spec, dsp.magnitude(spec)
+        return self.model.analyse(wave)
 
     def forward(self, mag: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         """Reverberant magnitude ``(B, F, N)`` -> network output in the target domain
         ``(B, C_out, F, N)`` (float32, activation applied) and the input's ctx."""
-        with torch.autocast(device_type=mag.device.type, enabled=False):
-            x, ctx = self.input_repr.encode(mag.float())
-            skip = self._skip(x, ctx) if self.hparams.residual else None
-        y = self.net(x).float()
-        if skip is not None:
-            y = y + skip
-        return self.output_activation(y), ctx
-
-    def _skip(self, x: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
-        """The input in the output domain, before the output activation ``(B, C_out, F, N)``."""
-        if self.hparams.target == "same":
-            return self.inverse_activation(x)
-        decoded = self.input_repr.decode(x, ctx)
-        return self.target_repr.encode(decoded)[0]
+        return self.model(mag)
 
     def target_of(self, clean_mag: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
         """The clean target in the output domain ``(B, C_out, F, N)``, encoded with the input's ctx."""
-        with torch.autocast(device_type=clean_mag.device.type, enabled=False):
-            if self.hparams.target == "same":
-                return self.target_repr.encode(clean_mag.float(), ctx)[0]
-            return self.target_repr.encode(clean_mag.float())[0]
+        return self.model.target_of(clean_mag, ctx)
 
     def decode(self, y: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
-        """Network output ``(B, C_out, F, N)`` -> magnitude ``(B, F, N)``.
+        """Network output ``(B, C_out, F, N)`` -> magnitude ``(B, F, N)``."""
+        return self.model.decode(y, ctx)
 
-        ``target: same`` decodes with the input's ctx; the fixed ``log_magnitude`` output domain
-        needs none (a representation that did would raise for the missing key)."""
-        with torch.autocast(device_type=y.device.type, enabled=False):
-            return self.target_repr.decode(y.float(), ctx if self.hparams.target == "same" else None)
-
-    @torch.no_grad()
     def enhance(
         self,
         reverb: torch.Tensor,
         phase: dsp.PhaseMethod | None = None,
         n_iter: int | None = None,
     ) -> torch.Tensor:
-        """Dereverberate waveforms ``(B, L)`` at the model's sample rate -> ``(B, L)``.
+        """Dereverberate waveforms ``(B, L)`` at the model's sample rate -> ``(B, L)``."""
+        return self.model.enhance(reverb, phase=phase, n_iter=n_iter)
 
-        Inputs shorter than one STFT frame are zero-padded to ``n_fft`` and cropped back."""
-        length = reverb.shape[-1]
-        if length < self.stft_cfg.n_fft:
-            padded = F.pad(reverb, (0, self.stft_cfg.n_fft - length))
-            return self.enhance(padded, phase=phase, n_iter=n_iter)[..., :length]
-        spec, mag = self.analyse(reverb)
-        y, ctx = self(mag)
-        est_mag = self.decode(y, ctx)
-        return dsp.reconstruct(
-            est_mag,
-            self.stft_cfg,
-            reverb.shape[-1],
-            phase=phase or self.hparams.phase,
-            reverb_spec=spec,
-            n_iter=self.hparams.griffin_lim_iters if n_iter is None else n_iter,
-        )
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints written before the spectral path moved into ``self.model`` name the
+        network ``net.*``; rename those keys so old runs still resume."""
+        checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         fn = F.l1_loss if self.hparams.loss == "l1" else F.mse_loss
@@ -248,11 +203,7 @@ class DereverbModule(L.LightningModule):
                 self.log(f"test/{name}", float(np.nanmean(scores[name])), sync_dist=True, batch_size=bs)
 
     def _waveform(self, out: dict[str, Any], length: int) -> torch.Tensor:
-        est_mag = self.decode(out["y"], out["ctx"])
-        return dsp.reconstruct(
-            est_mag, self.stft_cfg, length, phase=self.hparams.phase, reverb_spec=out["spec"],
-            n_iter=self.hparams.griffin_lim_iters,
-        )
+        return self.model.waveform(out["y"], out["ctx"], out["spec"], length)
 
     def _score(self, ref: torch.Tensor, est: torch.Tensor) -> dict[str, np.ndarray]:
         return metrics.score_batch(
@@ -320,3 +271,4 @@ class DereverbModule(L.LightningModule):
 
 def _head(v: Any, n: int) -> Any:
     return v[:n] if isinstance(v, torch.Tensor) and v.dim() > 0 else v
+

@@ -686,7 +686,7 @@ class RirBank:
         channel: int = 0,
         pre_delay_ms: float = 1.0,
     ) -> RirBank:
-        """Load measured RIRs: every WAV/FLAC/OGG under ``folder`` (recursive, sorted).
+        """Load measured RIRs: every audio file under ``folder`` (recursive, sorted).
 
         Each is resampled to ``sample_rate`` (torchaudio), reduced to ``channel``, cut so its
         direct path sits ``pre_delay_ms`` after the start (zero-padded if it came earlier), so
@@ -705,7 +705,7 @@ class RirBank:
         )
         if not files:
             raise RirError(
-                f"RirBank.from_folder: no {'/'.join(AUDIO_EXTENSIONS)} files under {root}; "
+                f"RirBank.from_folder: no audio files (WAV, FLAC, MP3, ...) under {root}; "
                 "put measured impulse responses there"
             )
         pre = int(round(pre_delay_ms * 1e-3 * sample_rate))

@@ -45,8 +45,9 @@ from dereverb.cli_errors import (
     unwritable_reason,
 )
 from dereverb.data import DereverbDataModule
+from dereverb.inference.checkpoint import CheckpointError, read_checkpoint
+from dereverb.models.dereverber import upgrade_state_dict
 from dereverb.module import DereverbModule
-from dereverb.predict import CheckpointError, read_checkpoint
 from dereverb.rir import RirError, RoomSampler
 from dereverb.speech import CorpusError
 
@@ -333,7 +334,7 @@ def check_resume_checkpoint(ckpt_path: str, model: LightningModule) -> None:
             f"{p}: holds weights only (no optimizer or loop state), so training cannot resume from it; "
             "pass a last.ckpt written by python -m dereverb.train or start a new run without --ckpt_path"
         )
-    own, theirs = model.state_dict(), ckpt["state_dict"]
+    own, theirs = model.state_dict(), upgrade_state_dict(ckpt["state_dict"])
     bad = sorted(set(own) ^ set(theirs)) + [k for k in own if k in theirs and tuple(own[k].shape) != tuple(theirs[k].shape)]
     if not bad:
         return
@@ -481,7 +482,7 @@ def run(args: list[str] | None = None, callbacks: list[Callback] | None = None) 
     (``cli.trainer``, ``cli.model``, ``cli.datamodule``) for use from Python and tests.
 
     ``callbacks`` are added to the trainer's. Raises :class:`ConfigError` /
-    :class:`~dereverb.predict.CheckpointError` for a bad configuration or ``--ckpt_path``, and
+    :class:`~dereverb.inference.checkpoint.CheckpointError` for a bad configuration or ``--ckpt_path``, and
     :class:`TrainingInterrupted` after SIGTERM or Ctrl-C (``last.ckpt`` saved).
     """
     cli = build_cli(args)

@@ -4,10 +4,12 @@ import soundfile as sf
 import torch
 
 from dereverb.audio import (
+    AUDIO_EXTENSIONS,
     AudioError,
     find_audio_files,
     load,
     read_audio,
+    readable_formats,
     resample,
     to_mono,
     write_audio,
@@ -91,3 +93,61 @@ def test_resample_numpy_and_torch_and_load(tmp_path):
     sf.write(tmp_path / "s.wav", np.stack([x, x], 1), 44100)
     assert load(tmp_path / "s.wav", 16000).shape == (16000,)
     assert load(tmp_path / "s.wav", 16000, mono=False).shape == (2, 16000)
+
+
+# ---------------------------------------------------------------------------- MP3 and the format list
+def _tone_mp3(path, seconds: float = 2.0, sr: int = 16000):
+    t = np.arange(int(sr * seconds)) / sr
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr, format="MP3")
+    return path
+
+
+def _corrupt_mp3(path, tmp_path):
+    """A real MP3 whose frames after the first few hundred bytes are random: libmpg123 gives up."""
+    b = bytearray(_tone_mp3(tmp_path / "src.mp3").read_bytes())
+    b[400:-200] = np.random.default_rng(0).integers(0, 256, len(b) - 600, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(b))
+    return path
+
+
+def test_real_mp3_decodes_and_is_found_in_folders(tmp_path):
+    p = _tone_mp3(tmp_path / "speech.mp3")
+    x, sr = read_audio(p)
+    assert sr == 16000 and x.shape[0] == 1 and abs(x.shape[1] - 32000) <= 2400
+    assert 0.15 < float(np.sqrt(np.mean(x**2))) < 0.25  # a 0.3-peak sine has RMS 0.21
+    assert find_audio_files(tmp_path) == [p]
+    assert ".mp3" in AUDIO_EXTENSIONS
+
+
+def test_readable_formats_come_from_soundfile():
+    formats = readable_formats()
+    assert {"WAV", "FLAC", "OGG", "MP3"} <= set(formats)
+    assert set(formats) <= set(sf.available_formats())
+
+
+def test_undecodable_file_names_the_formats_this_build_reads(tmp_path):
+    p = tmp_path / "notes.m4a"
+    p.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))
+    with pytest.raises(AudioError) as info:
+        read_audio(p)
+    msg = str(info.value)
+    assert str(p) in msg and "MP3" in msg and "FLAC" in msg and "ffmpeg" in msg
+    assert "does not exist" not in msg  # libsndfile's misleading wording is replaced
+    assert "\n" not in msg
+
+
+def test_corrupt_mp3_gives_one_line_and_nothing_from_libmpg123(tmp_path):
+    """libmpg123 writes 'Note: Illegal Audio-MPEG-Header ...' to file descriptor 2 itself; the
+    subprocess shows that only our one line reaches the terminal."""
+    import subprocess
+    import sys
+
+    bad = _corrupt_mp3(tmp_path / "broken.mp3", tmp_path)
+    code = (
+        "import sys\nfrom dereverb.audio import read_audio, AudioError\n"
+        f"try:\n    read_audio({str(bad)!r})\nexcept AudioError as e:\n    print('error:', e, file=sys.stderr)\n"
+    )
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "broken.mp3" in lines[0] and "corrupt" in lines[0] and "Illegal" not in err

@@ -18,10 +18,12 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dereverb import predict
 from dereverb.chunking import OverlapAdd, fade_in, plan_chunks
+from dereverb.inference import enhance
+from dereverb.inference.enhance import grid_alignment
+from dereverb.models.dereverber import Dereverber
 from dereverb.module import DereverbModule
-from dereverb.predict import CheckpointError, dereverberate, grid_alignment, load_model, main
+from dereverb.predict import CheckpointError, dereverberate, load_model, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +75,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model(ckpt: Path) -> DereverbModule:
+def model(ckpt: Path) -> Dereverber:
     return load_model(ckpt, "cpu")
 
 
@@ -145,14 +147,14 @@ def test_grid_alignment_is_a_whole_number_of_pooled_hops_at_the_model_rate() -> 
     assert grid_alignment(44100, 16000, 128, 32) == grid_alignment(44100, 16000, 128, 16) == 28224
 
 
-def test_chunk_settings_sit_on_the_grid(model: DereverbModule) -> None:
-    s = predict.ChunkSettings.make(44100, model, 10.0, 1.0)
+def test_chunk_settings_sit_on_the_grid(model: Dereverber) -> None:
+    s = enhance.ChunkSettings.make(44100, model, 10.0, 1.0)
     step = grid_alignment(44100, 16000, 128, 2**model.net.depth)
     assert s.chunk % step == 0 and s.context % step == 0 and s.context >= 44100
     assert 0 < s.fade <= s.context // 2
 
 
-def test_reads_stay_bounded(model: DereverbModule) -> None:
+def test_reads_stay_bounded(model: Dereverber) -> None:
     """The streaming loop only ever asks for one segment (core + context) at a time."""
     sr, length = 16000, 16000 * 3
     x = _noise((1, length))
@@ -163,8 +165,8 @@ def test_reads_stay_bounded(model: DereverbModule) -> None:
         return x[:, a:b]
 
     out: list[np.ndarray] = []
-    settings = predict.ChunkSettings.make(sr, model, 0.4, 0.1)
-    predict._run_chunks(
+    settings = enhance.ChunkSettings.make(sr, model, 0.4, 0.1)
+    enhance.run_chunks(
         model,
         length,
         1,
@@ -181,16 +183,59 @@ def test_reads_stay_bounded(model: DereverbModule) -> None:
 
 
 # ---------------------------------------------------------------------------- Python API
-def test_checkpoint_loads_with_weights_only(ckpt: Path, model: DereverbModule) -> None:
+def test_checkpoint_loads_with_weights_only(ckpt: Path, model: Dereverber) -> None:
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert raw["hyper_parameters"]["base_channels"] == 4
-    assert isinstance(model, DereverbModule) and not model.training
+    assert isinstance(model, Dereverber) and not model.training
     for k, v in model.state_dict().items():
-        torch.testing.assert_close(v, raw["state_dict"][k])
+        torch.testing.assert_close(v, raw["state_dict"][f"model.{k}"])
+
+
+def test_lean_path_matches_the_lightning_module_within_1e_5(ckpt: Path, model: Dereverber) -> None:
+    """The Lightning-free loader gives the LightningModule's own numbers: same magnitude
+    estimate and the same waveform through warm-started Griffin-Lim."""
+    lit = DereverbModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
+    x = torch.from_numpy(_noise((2, 8000), seed=3))
+    with torch.no_grad():
+        y_lit, ctx = lit(lit.analyse(x)[1])
+        y_lean, _ = model(model.analyse(x)[1])
+        torch.testing.assert_close(y_lean, y_lit, atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.decode(y_lean, ctx), lit.decode(y_lit, ctx), atol=1e-5, rtol=0)
+    w_lit = lit.enhance(x, phase="griffinlim-warm", n_iter=4)
+    w_lean = model.enhance(x, phase="griffinlim-warm", n_iter=4)
+    assert float((w_lit - w_lean).abs().max()) <= 1e-5
+
+
+def test_import_predict_loads_no_training_stack() -> None:
+    """``import dereverb.predict`` (and the inference API) pulls in neither Lightning nor
+    TensorBoard nor jsonargparse nor the training module: checked in a fresh interpreter."""
+    code = (
+        "import sys, dereverb.predict, dereverb.inference\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'tensorboard', 'jsonargparse')"
+        " or m in ('dereverb.module', 'dereverb.train', 'dereverb.data', 'dereverb.metrics')]\n"
+        "print(','.join(sorted(bad)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"imported by dereverb.predict: {out}"
+
+
+def test_checkpoint_of_the_first_layout_still_loads(ckpt: Path, model: Dereverber, tmp_path: Path) -> None:
+    """Checkpoints written before the spectral path became ``Dereverber`` name the network
+    ``net.*``; both the lean loader and Lightning's resume rename them."""
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    raw["state_dict"] = {k.removeprefix("model."): v for k, v in raw["state_dict"].items()}
+    assert all(k.startswith("net.") for k in raw["state_dict"])
+    old = tmp_path / "old_layout.ckpt"
+    torch.save(raw, old)
+    lean = load_model(old)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(lean.state_dict()[k], v)
+    lit = DereverbModule.load_from_checkpoint(old, map_location="cpu", weights_only=True)
+    torch.testing.assert_close(next(lit.net.parameters()), next(model.net.parameters()))
 
 
 @pytest.mark.parametrize("sr", [16000, 44100])
-def test_chunked_matches_unchunked(model: DereverbModule, sr: int) -> None:
+def test_chunked_matches_unchunked(model: Dereverber, sr: int) -> None:
     """Tolerance found: max |diff| <= 6e-8 for a peak of ~0.3 (float32 noise) at 8-48 kHz, over
     the whole signal including its edges, because chunk starts sit on the STFT-hop x U-Net
     pooling grid (without the pooling alignment it was ~1e-4 of the peak). Without context the
@@ -208,7 +253,7 @@ def test_chunked_matches_unchunked(model: DereverbModule, sr: int) -> None:
     assert np.abs(whole - no_context).max() > 1e-4 * peak
 
 
-def test_dereverberate_keeps_type_shape_and_channels_independent(model: DereverbModule) -> None:
+def test_dereverberate_keeps_type_shape_and_channels_independent(model: Dereverber) -> None:
     sr = 22050
     x = _noise((2, sr // 2))
     y = dereverberate(x, sr, model, phase="reverberant")
@@ -224,14 +269,14 @@ def test_dereverberate_keeps_type_shape_and_channels_independent(model: Dereverb
     np.testing.assert_allclose(t.numpy(), y[0], atol=1e-5)
 
 
-def test_dereverberate_griffin_lim_is_finite_and_deterministic(model: DereverbModule) -> None:
+def test_dereverberate_griffin_lim_is_finite_and_deterministic(model: Dereverber) -> None:
     x = _noise((1, 8000))
     a = dereverberate(x, 16000, model, phase="griffinlim", n_iter=2)
     b = dereverberate(x, 16000, model, phase="griffinlim", n_iter=2)
     assert np.isfinite(a).all() and np.array_equal(a, b)
 
 
-def test_dereverberate_rejects_bad_arguments(model: DereverbModule) -> None:
+def test_dereverberate_rejects_bad_arguments(model: Dereverber) -> None:
     with pytest.raises(ValueError, match="phase"):
         dereverberate(_noise((100,)), 16000, model, phase="magic")
     with pytest.raises(ValueError, match="NaN"):
@@ -261,7 +306,7 @@ def test_help_works(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_stereo_44k_keeps_rate_channels_length(
-    ckpt: Path, model: DereverbModule, tmp_path: Path, capsys
+    ckpt: Path, model: Dereverber, tmp_path: Path, capsys
 ) -> None:
     x = _noise((2, int(1.1 * 44100)))
     src = _write(tmp_path / "in" / "stereo.wav", x, 44100)
@@ -573,6 +618,27 @@ def test_subprocess_reports_one_line_without_traceback(ckpt: Path, tmp_path: Pat
         f"error: {tmp_path / 'missing.ckpt'}: checkpoint not found; check the --ckpt path"
     ]
     assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_mp3_is_one_line_and_a_real_mp3_is_processed(ckpt: Path, tmp_path: Path) -> None:
+    """A real MP3 (written by soundfile) is dereverberated; a corrupt one gives our one error
+    line and nothing of libmpg123's own notes on the terminal."""
+    t = np.arange(16000) / 16000
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "good.mp3", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000, format="MP3")
+    raw = bytearray((tmp_path / "in" / "good.mp3").read_bytes())
+    raw[400:-200] = np.random.default_rng(0).integers(0, 256, len(raw) - 600, dtype=np.uint8).tobytes()
+    (tmp_path / "in" / "broken.mp3").write_bytes(bytes(raw))
+    proc = subprocess.run(
+        [sys.executable, "-m", "dereverb.predict", "--ckpt", str(ckpt), "-o", str(tmp_path / "out"),
+         str(tmp_path / "in"), "--phase", "reverberant"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2  # one input failed
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "broken.mp3" in lines[0] and "corrupt" in lines[0], proc.stderr
+    assert "Illegal" not in proc.stderr and "libmpg123" not in proc.stderr
+    assert (tmp_path / "out" / "good.wav").exists() and not (tmp_path / "out" / "broken.wav").exists()
 
 
 def test_compile_flag_gives_the_same_output(ckpt: Path, tmp_path: Path, capsys) -> None:

@@ -27,6 +27,7 @@ from dereverb import evaluate, predict
 from dereverb import train as train_mod
 from dereverb.audio import write_audio
 from dereverb.data import DereverbDataModule, EpochSampler
+from dereverb.inference import files
 from dereverb.speech import CorpusWarning
 from dereverb.train import RNG_KEY, AtomicCheckpointIO, TrainingInterrupted, run
 
@@ -435,7 +436,7 @@ TRAIN_BAD = {
                              ["last.ckpt", "does not fit", "model.base_channels=4 in the checkpoint, 8 here", "--config"]),
     "speech_not_a_folder": (["--data.speech", "{afile}"], ["data.speech", "afile", "synthetic"]),
     "speech_without_audio": (["--data.speech", "{no_audio}"], ["data.speech", "no audio files", "no_audio"]),
-    "rirs_without_audio": (["--data.rirs", "{no_audio}"], ["data.rirs", "no .wav/.flac/.ogg files", "no_audio"]),
+    "rirs_without_audio": (["--data.rirs", "{no_audio}"], ["data.rirs", "no audio files", "no_audio"]),
     "unwritable_logs": (["--trainer.logger.init_args.save_dir", "{afile}/runs"], ["trainer.logger.init_args.save_dir", "is a file"]),
     "unwritable_checkpoints": (["--checkpoint.dirpath", "{afile}/ck"], ["checkpoint.dirpath", "is a file"]),
 }
@@ -671,7 +672,7 @@ def test_predict_streams_a_long_file_in_bounded_reads(ckpt: Path, tmp_path: Path
     1-hour memory figure (0.99 GB peak RSS, flat while streaming) is in docs/predict.md."""
     src = _wav(tmp_path / "long.wav", _noise((30 * SR,)))
     reads: list[int] = []
-    real_open = predict._open_audio
+    real_open = files._open_audio
 
     def spying_open(path: Path):
         f = real_open(path)
@@ -684,7 +685,7 @@ def test_predict_streams_a_long_file_in_bounded_reads(ckpt: Path, tmp_path: Path
         f.read = read
         return f
 
-    monkeypatch.setattr(predict, "_open_audio", spying_open)
+    monkeypatch.setattr(files, "_open_audio", spying_open)
     rc = predict.main(["--ckpt", str(ckpt), "-o", str(tmp_path / "out"), str(src), "--phase", "reverberant",
                        "--chunk-seconds", "2", "--context-seconds", "0.25"])
     assert rc == 0, capsys.readouterr().err

@@ -151,6 +151,11 @@ class UNet(nn.Module):
             self.up.append(ConvBlock(2 * widths[i], widths[i], norm, activation))
         self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1)
 
+    @property
+    def downsampling_factor(self) -> int:
+        """Frames (and bins) per pooling block: chunked inference aligns chunks to it."""
+        return 2**self.depth
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of scalar parameters (see :func:`num_parameters`)."""
         return num_parameters(self, trainable_only)

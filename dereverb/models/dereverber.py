@@ -1,0 +1,199 @@
+"""``Dereverber``: the whole spectral path as one plain ``nn.Module`` — STFT, input
+representation, network, output activation, decoding and phase recovery.
+
+Training (:mod:`dereverb.module`) and inference (:mod:`dereverb.inference`) share it, so a
+checkpoint gives the same numbers in both; inference needs no Lightning. Only the network runs
+under autocast; STFT, representation encode/decode and phase recovery run in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dereverb import dsp
+from dereverb import representations as reps
+from dereverb.models.unet import UNet
+
+Target = Literal["same", "log_magnitude"]
+TARGETS: tuple[str, ...] = ("same", "log_magnitude")
+ACTIVATIONS = {
+    "sigmoid": torch.sigmoid,
+    "softplus": F.softplus,
+    "identity": lambda t: t,
+}
+# Inverses of the output activations, to put the residual skip in pre-activation space.
+INVERSE_ACTIVATIONS = {
+    "sigmoid": lambda t: torch.logit(t.clamp(1e-4, 1 - 1e-4)),
+    "softplus": lambda t: t.clamp_min(1e-6) + torch.log(-torch.expm1(-t.clamp_min(1e-6))),
+    "identity": lambda t: t,
+}
+
+
+class Dereverber(nn.Module):
+    """Reverberant waveform -> dereverberated waveform through a network on a spectrogram image.
+
+    Args:
+        net: the network ``(B, C_in, F, N) -> (B, C_out, F, N)``, ``C_in`` / ``C_out`` the
+            input / target representation's channels.
+        input_repr: the input representation.
+        target: ``same`` (the network outputs the clean image in the input's representation)
+            or ``log_magnitude`` (a fixed output domain).
+        residual: the network predicts a correction to the input expressed in the output domain.
+        stft_cfg: the STFT.
+        phase / griffin_lim_iters: default phase recovery of :meth:`enhance`.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        input_repr: reps.Representation,
+        target: Target = "log_magnitude",
+        residual: bool = True,
+        stft_cfg: dsp.StftConfig | None = None,
+        phase: dsp.PhaseMethod = "griffinlim-warm",
+        griffin_lim_iters: int = 32,
+    ) -> None:
+        super().__init__()
+        if target not in TARGETS:
+            raise ValueError(f"model.target must be 'same' or 'log_magnitude', got {target!r}")
+        if phase not in dsp.PHASE_METHODS:
+            raise ValueError(f"model.phase must be one of {', '.join(dsp.PHASE_METHODS)}, got {phase!r}")
+        self.net = net
+        self.input_repr = input_repr
+        self.target = target
+        self.residual = residual
+        self.stft_cfg = stft_cfg or dsp.StftConfig()
+        self.phase = phase
+        self.griffin_lim_iters = griffin_lim_iters
+        self.target_repr = input_repr if target == "same" else reps.build("log_magnitude")
+        self.output_activation = ACTIVATIONS[self.target_repr.output_activation]
+        self.inverse_activation = INVERSE_ACTIVATIONS[self.target_repr.output_activation]
+
+    @classmethod
+    def from_hparams(cls, hp: Mapping[str, Any]) -> Dereverber:
+        """Build from a training checkpoint's hyperparameters (``DereverbModule``'s arguments);
+        keys it does not use are ignored, missing ones take ``DereverbModule``'s defaults."""
+        representation = reps.build(hp.get("representation", "log_magnitude"), **dict(hp.get("representation_kwargs") or {}))
+        target = hp.get("target", "log_magnitude")
+        target_channels = representation.channels if target == "same" else 1
+        net = UNet(
+            in_channels=representation.channels,
+            out_channels=target_channels,
+            base_channels=hp.get("base_channels", 32),
+            depth=hp.get("depth", 4),
+            norm=hp.get("norm", "batch"),
+            activation=hp.get("activation", "relu"),
+            input_expansion=hp.get("input_expansion"),
+        )
+        stft_cfg = dsp.StftConfig(
+            sample_rate=hp.get("sample_rate", 16000), n_fft=hp.get("n_fft", 512), hop_length=hp.get("hop_length", 128)
+        )
+        return cls(
+            net,
+            representation,
+            target=target,
+            residual=hp.get("residual", True),
+            stft_cfg=stft_cfg,
+            phase=hp.get("phase", "griffinlim-warm"),
+            griffin_lim_iters=hp.get("griffin_lim_iters", 32),
+        )
+
+    @property
+    def sample_rate(self) -> int:
+        return self.stft_cfg.sample_rate
+
+    @property
+    def pooling_frames(self) -> int:
+        """Frames per pooling block of the network (``2**depth`` for the U-Net), 1 if it has none."""
+        factor = getattr(self.net, "downsampling_factor", None)
+        return int(factor) if isinstance(factor, int) and factor >= 1 else 1
+
+    # ------------------------------------------------------------------ the path
+    def analyse(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, L)`` -> complex spectrum ``(B, F+1, N)`` and magnitude ``(B, F, N)``."""
+        spec = dsp.stft(wave, self.stft_cfg)
+        return spec, dsp.magnitude(spec)
+
+    def forward(self, mag: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Reverberant magnitude ``(B, F, N)`` -> network output in the target domain
+        ``(B, C_out, F, N)`` (float32, activation applied) and the input's ctx."""
+        with torch.autocast(device_type=mag.device.type, enabled=False):
+            x, ctx = self.input_repr.encode(mag.float())
+            skip = self._skip(x, ctx) if self.residual else None
+        y = self.net(x).float()
+        if skip is not None:
+            y = y + skip
+        return self.output_activation(y), ctx
+
+    def _skip(self, x: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
+        """The input in the output domain, before the output activation ``(B, C_out, F, N)``."""
+        if self.target == "same":
+            return self.inverse_activation(x)
+        decoded = self.input_repr.decode(x, ctx)
+        return self.target_repr.encode(decoded)[0]
+
+    def target_of(self, clean_mag: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
+        """The clean target in the output domain ``(B, C_out, F, N)``, encoded with the input's ctx."""
+        with torch.autocast(device_type=clean_mag.device.type, enabled=False):
+            if self.target == "same":
+                return self.target_repr.encode(clean_mag.float(), ctx)[0]
+            return self.target_repr.encode(clean_mag.float())[0]
+
+    def decode(self, y: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
+        """Network output ``(B, C_out, F, N)`` -> magnitude ``(B, F, N)``.
+
+        ``target: same`` decodes with the input's ctx; the fixed ``log_magnitude`` output domain
+        needs none (a representation that did would raise for the missing key)."""
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            return self.target_repr.decode(y.float(), ctx if self.target == "same" else None)
+
+    def waveform(
+        self,
+        y: torch.Tensor,
+        ctx: dict[str, Any],
+        reverb_spec: torch.Tensor,
+        length: int,
+        phase: dsp.PhaseMethod | None = None,
+        n_iter: int | None = None,
+    ) -> torch.Tensor:
+        """Network output ``(B, C_out, F, N)`` -> waveform ``(B, L)`` with phase recovery."""
+        return dsp.reconstruct(
+            self.decode(y, ctx),
+            self.stft_cfg,
+            length,
+            phase=phase or self.phase,
+            reverb_spec=reverb_spec,
+            n_iter=self.griffin_lim_iters if n_iter is None else n_iter,
+        )
+
+    @torch.no_grad()
+    def enhance(
+        self,
+        reverb: torch.Tensor,
+        phase: dsp.PhaseMethod | None = None,
+        n_iter: int | None = None,
+    ) -> torch.Tensor:
+        """Dereverberate waveforms ``(B, L)`` at the model's sample rate -> ``(B, L)``.
+
+        Inputs shorter than one STFT frame are zero-padded to ``n_fft`` and cropped back."""
+        length = reverb.shape[-1]
+        if length < self.stft_cfg.n_fft:
+            padded = F.pad(reverb, (0, self.stft_cfg.n_fft - length))
+            return self.enhance(padded, phase=phase, n_iter=n_iter)[..., :length]
+        spec, mag = self.analyse(reverb)
+        y, ctx = self(mag)
+        return self.waveform(y, ctx, spec, length, phase=phase, n_iter=n_iter)
+
+
+def upgrade_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``DereverbModule`` state dict in today's layout (``model.net.*``): checkpoints of the
+    first layout, written before the spectral path became :class:`Dereverber`, name the network
+    ``net.*``."""
+    if any(k.startswith("model.") for k in state):
+        return dict(state)
+    return {("model." + k if k.startswith("net.") else k): v for k, v in state.items()}
