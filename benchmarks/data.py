@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from dereverb.data import DereverbDataModule
+from dereverb.data.datamodule import DereverbDataModule
 
 
 def main() -> None:

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import yaml
 
+from dereverb.data.speech import SyntheticSpeech
 from dereverb.inference import dereverberate
 from dereverb.models.dereverber import Dereverber
-from dereverb.speech import SyntheticSpeech
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 

@@ -30,7 +30,7 @@ import yaml
 from gpu_utilisation import GpuUtilisation
 from lightning.pytorch.callbacks import Callback
 
-from dereverb.module import DereverbModule
+from dereverb.training.module import DereverbModule
 
 LIGHTNING_PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"

@@ -3,10 +3,10 @@
 Sources (one of):
 
 - ``--datamodule-config X.yaml`` (a training config; its ``data:`` section), or nothing: the
-  :class:`~dereverb.data.DereverbDataModule`'s *test split* (simulated rooms by default);
+  :class:`~dereverb.data.datamodule.DereverbDataModule`'s *test split* (simulated rooms by default);
   ``--speech`` / ``--rirs`` override the config's ``data.speech`` / ``data.rirs``.
 - ``--rirs FOLDER`` (without a config): speech (``--speech FOLDER``, default synthetic) x every
-  measured RIR under the folder, pairs built as in training (:func:`dereverb.data.make_pair`),
+  measured RIR under the folder, pairs built as in training (:func:`dereverb.data.datamodule.make_pair`),
   item ``i`` seeded by ``(seed, i)``, rooms (first-level subfolders) taken in turn.
 - ``--paired FOLDER``: ``FOLDER/reverb/*`` and ``FOLDER/clean/*`` with the same relative names.
 - ``--unpaired FOLDER``: real reverberant recordings; only the non-intrusive SRMR is computed.
@@ -40,13 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from dereverb import metrics as metric_fns
-from dereverb.baselines import ORACLES, build_baselines, needs_clean, parse_names
-from dereverb.bootstrap import bootstrap_diff
 from dereverb.cli_errors import read_yaml_mapping, unwritable_reason
-from dereverb.inference.checkpoint import CheckpointError, DeviceError, load_model, resolve_device
-from dereverb.inference.enhance import dereverberate
-from dereverb.report_table import (
+from dereverb.evaluation import metrics as metric_fns
+from dereverb.evaluation.baselines import ORACLES, build_baselines, needs_clean, parse_names
+from dereverb.evaluation.bootstrap import bootstrap_diff
+from dereverb.evaluation.report import (
     METRICS,
     ci_csv,
     plot_vs_t60,
@@ -58,6 +56,8 @@ from dereverb.report_table import (
     to_markdown,
     write_atomic,
 )
+from dereverb.inference.checkpoint import CheckpointError, DeviceError, load_model, resolve_device
+from dereverb.inference.enhance import dereverberate
 
 __all__ = [
     "METRICS",
@@ -475,8 +475,8 @@ def load_datamodule_config(path: str | os.PathLike | None) -> dict[str, Any]:
 def _build_datamodule(kwargs: Mapping[str, Any]) -> Any:
     import inspect
 
-    from dereverb.data import DereverbDataModule
-    from dereverb.rir import RoomSampler
+    from dereverb.data.datamodule import DereverbDataModule
+    from dereverb.data.rir import RoomSampler
 
     kw = dict(kwargs)
     room = kw.get("room")
@@ -544,11 +544,11 @@ def measured_items(
     Item ``i``: speech crop ``speech.item(i, L)`` (deterministic), room ``i mod n_rooms``
     (rooms = first-level subfolders of ``rirs``, so every room gets its share), one of that
     room's RIRs and a gain drawn from ``default_rng([seed, 7, i])``, then
-    :func:`dereverb.data.make_pair` (direct-path-aligned ``target``, shared gain, no clipping).
+    :func:`dereverb.data.datamodule.make_pair` (direct-path-aligned ``target``, shared gain, no clipping).
     """
-    from dereverb.data import make_pair
-    from dereverb.rir import RirBank, RirError
-    from dereverb.speech import CorpusError, SpeechCorpus, SyntheticSpeech
+    from dereverb.data.datamodule import make_pair
+    from dereverb.data.rir import RirBank, RirError
+    from dereverb.data.speech import CorpusError, SpeechCorpus, SyntheticSpeech
 
     if not Path(rirs).is_dir():
         raise EvaluationError(
@@ -602,7 +602,7 @@ def measured_items(
 
 
 def _read_mono(path: Path, sample_rate: int) -> np.ndarray:
-    from dereverb.audio import AudioError, load
+    from dereverb.signal.audio import AudioError, load
 
     try:
         return load(path, sample_rate=sample_rate, mono=True)
@@ -617,7 +617,7 @@ def paired_items(
     ``(item loaders, description, notes)``. Both are downmixed, resampled to ``sample_rate``
     and cut to the shorter length; the clean file must be time-aligned with the reverberant
     file's direct sound."""
-    from dereverb.audio import find_audio_files
+    from dereverb.signal.audio import find_audio_files
 
     root = Path(folder)
     rdir, cdir = root / "reverb", root / "clean"
@@ -656,7 +656,7 @@ def unpaired_items(
     folder: str | os.PathLike, sample_rate: int = 16000
 ) -> tuple[list[Callable[[], dict[str, Any]]], str]:
     """Every audio file under ``folder`` as an item without reference (SRMR only)."""
-    from dereverb.audio import find_audio_files
+    from dereverb.signal.audio import find_audio_files
 
     root = Path(folder)
     if not root.is_dir():
@@ -1006,9 +1006,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input (a file, folder or setting), not a bug."""
-    from dereverb.audio import AudioError
-    from dereverb.rir import RirError
-    from dereverb.speech import CorpusError
+    from dereverb.data.rir import RirError
+    from dereverb.data.speech import CorpusError
+    from dereverb.signal.audio import AudioError
 
     return (EvaluationError, AudioError, CheckpointError, DeviceError, CorpusError, RirError)
 

@@ -21,8 +21,6 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dereverb import dsp
-from dereverb.audio import AudioError
 from dereverb.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, OneLineArgumentParser
 from dereverb.inference.checkpoint import (
     CheckpointError,
@@ -40,6 +38,8 @@ from dereverb.inference.enhance import (
     dereverberate,
 )
 from dereverb.inference.files import Job, collect_inputs, plan_jobs, process_file
+from dereverb.signal import dsp
+from dereverb.signal.audio import AudioError
 
 # Re-exported: the Python API of this command's library.
 __all__ = ["CheckpointError", "dereverberate", "load_model", "main", "read_checkpoint"]

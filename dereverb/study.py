@@ -4,7 +4,7 @@ Can an RGB (colormapped) spectrogram beat the raw one as U-Net input? A matrix o
 *conditions* (arm x target domain) x *seeds* is trained with one architecture (only the input /
 output channels differ), one data set, one step budget and one optimiser, then every run is
 evaluated on the same simulated test set and, when the measured RIRs are present, on the same
-measured-room set (test-split speakers x measured RIRs). :mod:`dereverb.study_report` turns the
+measured-room set (test-split speakers x measured RIRs). :mod:`dereverb.experiment.report` turns the
 results into ``REPORT.md`` + PNG figures.
 
 Layout of a study folder (``--out``, default ``runs/study/<profile>``)::
@@ -185,7 +185,7 @@ def _parse_arm(name: str, raw: Any, where: str) -> Arm:
         raise StudyError(
             f"{where}: arm name {name!r} must be letters, digits and single underscores"
         )
-    from dereverb import representations as reps
+    from dereverb.representations import core as reps
 
     kwargs = dict(raw.get("representation_kwargs") or {})
     try:  # fail now, not after an hour of other runs
@@ -417,8 +417,8 @@ def compute_baselines(
 ) -> dict[str, Any]:
     """Reverberant / WPE / oracle scores on the study's items -> ``baselines.json`` (reused when
     the items are unchanged; per-item scores are also cached under ``baseline_cache/``)."""
-    from dereverb.baselines import build_baselines
     from dereverb.evaluate import evaluate_systems
+    from dereverb.evaluation.baselines import build_baselines
 
     spec = str(cfg.evaluation.get("baselines", "reverberant"))
     shas = {s: items_fingerprint(v) for s, v in items.items()}
@@ -924,7 +924,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--out {out}: no study.json; run the study first (without --report-only)"
             )
         if not args.no_report:
-            from dereverb.study_report import write_report
+            from dereverb.experiment.report import write_report
 
             path = write_report(out, report_dir, report_command=command)
             print(f"report: {path}")

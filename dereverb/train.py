@@ -1,7 +1,7 @@
 """``python -m dereverb.train --config configs/<x>.yaml``: train a dereverberation U-Net.
 
-LightningCLI builds the :class:`~dereverb.module.DereverbModule` and the
-:class:`~dereverb.data.DereverbDataModule` from YAML: several ``--config`` files compose,
+LightningCLI builds the :class:`~dereverb.training.module.DereverbModule` and the
+:class:`~dereverb.data.datamodule.DereverbDataModule` from YAML: several ``--config`` files compose,
 dotted overrides work (``--trainer.max_epochs 3``), ``--print_config`` shows the result, and
 ``--ckpt_path runs/.../last.ckpt`` resumes. The data's sample rate is linked to the model's STFT.
 
@@ -30,8 +30,6 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from dereverb import representations as reps
-from dereverb.audio import AudioError
 from dereverb.cli_errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -44,12 +42,14 @@ from dereverb.cli_errors import (
     unexpected,
     unwritable_reason,
 )
-from dereverb.data import DereverbDataModule
+from dereverb.data.datamodule import DereverbDataModule
+from dereverb.data.rir import RirError, RoomSampler
+from dereverb.data.speech import CorpusError
 from dereverb.inference.checkpoint import CheckpointError, read_checkpoint
 from dereverb.models.dereverber import upgrade_state_dict
-from dereverb.module import DereverbModule
-from dereverb.rir import RirError, RoomSampler
-from dereverb.speech import CorpusError
+from dereverb.representations import core as reps
+from dereverb.signal.audio import AudioError
+from dereverb.training.module import DereverbModule
 
 CONFIG_KEY = "dereverb_config"
 RNG_KEY = "rng_states"

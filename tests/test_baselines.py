@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dereverb import metrics
-from dereverb.baselines import (
+from dereverb.data.datamodule import make_pair
+from dereverb.evaluation import metrics
+from dereverb.evaluation.baselines import (
     NAMES,
     ORACLES,
     OracleMagnitude,
@@ -18,7 +19,6 @@ from dereverb.baselines import (
     needs_clean,
     parse_names,
 )
-from dereverb.data import make_pair
 from tests.conftest import toy_rir
 
 SR = 16000
@@ -26,7 +26,7 @@ SR = 16000
 
 def _dry(seed: int = 0, seconds: float = 2.0) -> np.ndarray:
     try:
-        from dereverb.speech import SyntheticSpeech
+        from dereverb.data.speech import SyntheticSpeech
     except ImportError:  # pragma: no cover - speech.py is another module's work
         from tests.conftest import harmonic_speechlike
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from dereverb.data import DereverbDataModule, EpochSampler, ReverbPairDataset, make_pair
-from dereverb.rir import RirBank, RoomSampler
-from dereverb.speech import SyntheticSpeech
+from dereverb.data.datamodule import DereverbDataModule, EpochSampler, ReverbPairDataset, make_pair
+from dereverb.data.rir import RirBank, RoomSampler
+from dereverb.data.speech import SyntheticSpeech
 from tests.conftest import shared_path, toy_rir
 
 SMALL_ROOMS = {"t60_range": (0.25, 0.45), "room_dims_max": (6.0, 5.0, 3.0), "distance_range": (0.7, 1.2)}

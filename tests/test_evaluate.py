@@ -12,10 +12,7 @@ import pytest
 import torch
 
 from dereverb import evaluate
-from dereverb.audio import write_audio
-from dereverb.baselines import Wpe, build_baselines
-from dereverb.bootstrap import bootstrap_diff
-from dereverb.data import make_pair
+from dereverb.data.datamodule import make_pair
 from dereverb.evaluate import (
     CheckpointSystem,
     checkpoint_names,
@@ -23,7 +20,10 @@ from dereverb.evaluate import (
     main,
     summarize,
 )
-from dereverb.report_table import BANDS, t60_band, to_markdown
+from dereverb.evaluation.baselines import Wpe, build_baselines
+from dereverb.evaluation.bootstrap import bootstrap_diff
+from dereverb.evaluation.report import BANDS, t60_band, to_markdown
+from dereverb.signal.audio import write_audio
 from tests.conftest import shared_path, toy_rir
 
 SR = 16000
@@ -31,7 +31,7 @@ T60S = (0.3, 0.55, 0.85, 1.2)  # one item per T60 band
 
 
 def _dry(seed: int, seconds: float) -> np.ndarray:
-    from dereverb.speech import SyntheticSpeech
+    from dereverb.data.speech import SyntheticSpeech
 
     return SyntheticSpeech(sample_rate=SR, seed=0).utterance(seed, seconds)
 
@@ -74,7 +74,7 @@ def rows(items: list[dict], tmp_path_factory: pytest.TempPathFactory) -> list[di
 
 def _tiny_checkpoint(path: Path) -> Path:
     """A DereverbModule checkpoint (untrained, tiny) in the layout dereverb.train writes."""
-    from dereverb.module import DereverbModule
+    from dereverb.training.module import DereverbModule
 
     torch.manual_seed(0)
     model = DereverbModule(base_channels=4, depth=2, phase="reverberant", val_metric_batches=0)
@@ -434,8 +434,8 @@ def test_cli_unpaired_scores_srmr_only(
 def test_datamodule_source_matches_the_test_split(tmp_path: Path) -> None:
     import yaml
 
-    from dereverb.data import DereverbDataModule
-    from dereverb.rir import RoomSampler
+    from dereverb.data.datamodule import DereverbDataModule
+    from dereverb.data.rir import RoomSampler
 
     data = {
         "speech": "synthetic",

@@ -1,4 +1,4 @@
-"""Tests for dereverb.metrics: PESQ-WB, STOI/ESTOI, SI-SDR, batch helpers, failure handling."""
+"""Tests for dereverb.evaluation.metrics: PESQ-WB, STOI/ESTOI, SI-SDR, batch helpers, failure handling."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dereverb import metrics as M
+from dereverb.evaluation import metrics as M
 
 SR = 16000
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from dereverb.module import DereverbModule
+from dereverb.training.module import DereverbModule
 
 
 def tiny(**kw):

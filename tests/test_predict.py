@@ -1,4 +1,4 @@
-"""Tests for ``dereverb.predict`` (CLI + Python API) and ``dereverb.chunking``.
+"""Tests for ``dereverb.predict`` (CLI + Python API) and ``dereverb.signal.chunking``.
 
 Models are tiny and untrained (base_channels=4, depth=2); checkpoints are written by a real
 ``lightning.Trainer`` so their format is the one ``python -m dereverb.train`` produces.
@@ -18,12 +18,12 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dereverb.chunking import OverlapAdd, fade_in, plan_chunks
 from dereverb.inference import enhance
 from dereverb.inference.enhance import grid_alignment
 from dereverb.models.dereverber import Dereverber
-from dereverb.module import DereverbModule
 from dereverb.predict import CheckpointError, dereverberate, load_model, main
+from dereverb.signal.chunking import OverlapAdd, fade_in, plan_chunks
+from dereverb.training.module import DereverbModule
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -212,7 +212,7 @@ def test_import_predict_loads_no_training_stack() -> None:
     code = (
         "import sys, dereverb.predict, dereverb.inference\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'tensorboard', 'jsonargparse')"
-        " or m in ('dereverb.module', 'dereverb.train', 'dereverb.data', 'dereverb.metrics')]\n"
+        " or m in ('dereverb.training.module', 'dereverb.train', 'dereverb.data.datamodule', 'dereverb.evaluation.metrics')]\n"
         "print(','.join(sorted(bad)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

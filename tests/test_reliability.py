@@ -25,10 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from dereverb import evaluate, predict
 from dereverb import train as train_mod
-from dereverb.audio import write_audio
-from dereverb.data import DereverbDataModule, EpochSampler
+from dereverb.data.datamodule import DereverbDataModule, EpochSampler
+from dereverb.data.speech import CorpusWarning
 from dereverb.inference import files
-from dereverb.speech import CorpusWarning
+from dereverb.signal.audio import write_audio
 from dereverb.train import RNG_KEY, AtomicCheckpointIO, TrainingInterrupted, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -730,7 +730,7 @@ def test_predict_sigkill_leaves_no_partial_output_and_rerun_continues(ckpt: Path
 # ============================================================================ evaluate
 @pytest.fixture
 def paired(tmp_path: Path) -> Path:
-    from dereverb.data import make_pair
+    from dereverb.data.datamodule import make_pair
     from tests.conftest import harmonic_speechlike, toy_rir
 
     root = tmp_path / "pairs"
@@ -823,7 +823,7 @@ def test_evaluate_usage_errors_are_one_line(argv: list[str], mention: str, tmp_p
 
 def test_evaluate_odd_rates_and_channels_are_downmixed_and_resampled(paired: Path, tmp_path: Path, capsys) -> None:
     """8 kHz, 48 kHz and 6-channel files in a paired folder: read, downmixed, resampled."""
-    from dereverb.audio import read_audio, resample
+    from dereverb.signal.audio import read_audio, resample
 
     for name, sr, ch in (("u0", 8000, 1), ("u1", 48000, 1), ("u2", SR, 6)):
         for side in ("reverb", "clean"):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from dereverb import colormap_inversion as ci
-from dereverb import representations as R
-from dereverb.pcen import PcenConfig, pcen_forward, smoother
+from dereverb.representations import colormap_inversion as ci
+from dereverb.representations import core as R
+from dereverb.representations.pcen import PcenConfig, pcen_forward, smoother
 from tests.conftest import harmonic_speechlike, toy_rir
 
 HALF_STEP_DB = 80 / 255 / 2  # half an 8-bit quantisation step of an 80 dB range

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dereverb import rir as rirmod
-from dereverb.rir import (
+from dereverb.data import rir as rirmod
+from dereverb.data.rir import (
     SPEED_OF_SOUND,
     RirBank,
     RirError,

@@ -1,4 +1,4 @@
-"""Tests for dereverb.speech (SpeechCorpus) and dereverb.synthetic_speech (SyntheticSpeech)."""
+"""Tests for dereverb.data.speech (SpeechCorpus) and dereverb.data.synthetic_speech (SyntheticSpeech)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dereverb.speech import (
+from dereverb.data.speech import (
     CorpusError,
     CorpusWarning,
     SpeechCorpus,
@@ -277,7 +277,7 @@ def test_synthetic_deterministic() -> None:
 
 def test_synthetic_identical_across_processes() -> None:
     code = (
-        "import hashlib; from dereverb.synthetic_speech import SyntheticSpeech as S; "
+        "import hashlib; from dereverb.data.synthetic_speech import SyntheticSpeech as S; "
         "print(hashlib.sha256(S().utterance(123, 1.0, speaker=5).tobytes()).hexdigest())"
     )
     out = subprocess.run(

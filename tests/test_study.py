@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from dereverb import study
-from dereverb import study_report as sr
+from dereverb.experiment import report as sr
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED = ROOT.parent / "shared" / "data" / "rirs"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dereverb.module import DereverbModule
 from dereverb.train import CONFIG_KEY, run
+from dereverb.training.module import DereverbModule
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.name for p in (ROOT / "configs").glob("*.yaml") if p.name != "study.yaml")

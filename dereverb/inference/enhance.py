@@ -1,7 +1,7 @@
 """``dereverberate()``: any length, rate and channel count through a :class:`Dereverber`.
 
 Channels are processed independently; the signal is resampled to the model's rate and back and
-cut into chunks with context on each side (:mod:`dereverb.chunking`), batched through the model
+cut into chunks with context on each side (:mod:`dereverb.signal.chunking`), batched through the model
 and crossfaded back together, so memory stays bounded for long recordings. Chunk edges sit on the
 model's STFT-hop and pooling grid so chunking changes the output only near segment edges.
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dereverb import dsp
-from dereverb.audio import resample
-from dereverb.chunking import Chunk, OverlapAdd, plan_chunks
 from dereverb.models.dereverber import Dereverber
+from dereverb.signal import dsp
+from dereverb.signal.audio import resample
+from dereverb.signal.chunking import Chunk, OverlapAdd, plan_chunks
 
 DEFAULT_CHUNK_SECONDS = 10.0
 DEFAULT_CONTEXT_SECONDS = 1.0

@@ -1,7 +1,7 @@
 """``Dereverber``: the whole spectral path as one plain ``nn.Module`` — STFT, input
 representation, network, output activation, decoding and phase recovery.
 
-Training (:mod:`dereverb.module`) and inference (:mod:`dereverb.inference`) share it, so a
+Training (:mod:`dereverb.training.module`) and inference (:mod:`dereverb.inference`) share it, so a
 checkpoint gives the same numbers in both; inference needs no Lightning. Only the network runs
 under autocast; STFT, representation encode/decode and phase recovery run in float32.
 """
@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dereverb import dsp
-from dereverb import representations as reps
 from dereverb.models.unet import UNet
+from dereverb.representations import core as reps
+from dereverb.signal import dsp
 
 Target = Literal["same", "log_magnitude"]
 TARGETS: tuple[str, ...] = ("same", "log_magnitude")

@@ -11,7 +11,7 @@ representation has ``channels`` and ``output_activation`` (``"sigmoid"`` for [0,
 - ``decode(x (B, C, F, N), ctx) -> mag (B, F, N)``.
 
 Everything runs in float32 with autocast disabled, on whatever device the tensors are on.
-Magnitudes are ``|STFT|`` with the Nyquist bin dropped (``dereverb.dsp.magnitude``).
+Magnitudes are ``|STFT|`` with the Nyquist bin dropped (``dereverb.signal.dsp.magnitude``).
 
 Round trips (see docs/representations.md for measured numbers): ``magnitude``,
 ``log_magnitude`` and ``pcen`` invert to float precision; ``grayscale``/``colormap`` clip to
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dereverb import colormap_inversion as ci
-from dereverb.pcen import INITS, PcenConfig, pcen_forward, pcen_inverse, smoother
+from dereverb.representations import colormap_inversion as ci
+from dereverb.representations.pcen import INITS, PcenConfig, pcen_forward, pcen_inverse, smoother
 
 Ctx = dict[str, torch.Tensor]
 ACTIVATIONS: tuple[str, ...] = ("sigmoid", "identity", "softplus")
@@ -52,7 +52,7 @@ def _float32(fn: Callable) -> Callable:
             raise TypeError(f"{self.name}.{fn.__name__} expects a torch.Tensor, got {type(x).__name__}")
         if x.is_complex():
             raise ValueError(f"{self.name}.{fn.__name__} expects a real tensor; take the magnitude first "
-                             "(dereverb.dsp.magnitude)")
+                             "(dereverb.signal.dsp.magnitude)")
         if ctx is not None and not isinstance(ctx, dict):
             raise TypeError(f"{self.name}: ctx must be the dict returned by encode, got {type(ctx).__name__}")
         with torch.autocast(device_type=x.device.type, enabled=False):
@@ -217,7 +217,7 @@ class Colormap(Representation):
     K: K colours sampled from the continuous map); ``levels=None``: continuous, linear
     interpolation between the 256 table colours. Decode: nearest table colour
     (``inversion="auto"``, ``"cube"`` or ``"chunked"``, all exact with bounded memory; see
-    dereverb.colormap_inversion), or for ``levels=None`` the nearest point of the polyline
+    dereverb.representations.colormap_inversion), or for ``levels=None`` the nearest point of the polyline
     around the nearest table colour; then undo grayscale. Identical table entries decode to
     the middle of their run. Colormaps that revisit a colour are refused (``ValueError``).
     """
@@ -406,7 +406,7 @@ class ImageCodec(Representation):
 
 
 class Pcen(Representation):
-    """Per-channel energy normalisation (librosa defaults; ``init`` of the smoother, see dereverb.pcen).
+    """Per-channel energy normalisation (librosa defaults; ``init`` of the smoother, see dereverb.representations.pcen).
 
     ctx ``{"M": (B, F, N)}``: the smoother of the *input*; the clean target is encoded and
     every output decoded with it, which makes the inverse exact for the input.
@@ -587,10 +587,10 @@ def demo_signal(seconds: float = 3.0, sr: int = 16000, seed: int = 0) -> np.ndar
 
 
 def _spectrogram(wave: np.ndarray) -> torch.Tensor:
-    """``(L,)`` -> magnitude ``(1, 256, N)`` via dereverb.dsp (torch.stft fallback: 512/128 hann)."""
+    """``(L,)`` -> magnitude ``(1, 256, N)`` via dereverb.signal.dsp (torch.stft fallback: 512/128 hann)."""
     x = torch.from_numpy(wave)[None]
     try:
-        from dereverb import dsp
+        from dereverb.signal import dsp
 
         cfg = dsp.StftConfig()
         return dsp.magnitude(dsp.stft(x, cfg))

@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import soundfile as sf
 
-from dereverb.synthetic_speech import (
+from dereverb.data.synthetic_speech import (
     SPLITS,
     SpeakerParams,
     SplitName,
@@ -362,7 +362,7 @@ class SpeechCorpus:
     def load(self, index: int) -> tuple[np.ndarray, float] | None:
         """Decoded mono audio at ``sample_rate`` and its active level (dB) of utterance
         ``index``, or ``None`` if it cannot be decoded. ((L,), float)"""
-        from dereverb.audio import AudioError, read_audio, resample, to_mono
+        from dereverb.signal.audio import AudioError, read_audio, resample, to_mono
 
         u = self.utterances[index]
         key = str(u.path)

@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from dereverb import dsp
+from dereverb.signal import dsp
 
 #: Bump when a baseline's output changes for the same settings (invalidates cached scores).
 BASELINES_VERSION = 1
@@ -135,7 +135,7 @@ class Wpe(_Settings):
 
 @dataclass(frozen=True)
 class OracleMagnitude(_Settings):
-    """The clean magnitude with a phase from ``phase`` (see :func:`dereverb.dsp.reconstruct`).
+    """The clean magnitude with a phase from ``phase`` (see :func:`dereverb.signal.dsp.reconstruct`).
 
     The Nyquist row comes from the reverberant spectrum, as in the model's own inverse path.
     """

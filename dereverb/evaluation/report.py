@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dereverb.bootstrap import bootstrap_diff
+from dereverb.evaluation.bootstrap import bootstrap_diff
 
 METRICS: tuple[str, ...] = ("pesq", "stoi", "estoi", "si_sdr", "srmr")
 LABELS = {

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 
-from dereverb import dsp, metrics
+from dereverb.evaluation import metrics
 from dereverb.models.dereverber import Dereverber, Target, upgrade_state_dict
+from dereverb.signal import dsp
 
 VAL_METRICS = ("pesq", "stoi", "estoi", "si_sdr")
 
@@ -247,7 +248,7 @@ class DereverbModule(L.LightningModule):
         exp = getattr(logger, "experiment", None)
         if exp is None or not hasattr(exp, "add_image"):
             return
-        from dereverb.plots import spectrogram_image
+        from dereverb.training.media import spectrogram_image
 
         n = min(self.hparams.n_media_examples, batch["reverb"].shape[0])
         step = self.global_step

@@ -31,8 +31,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from scipy.signal import fftconvolve
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dereverb.rir import RirBank, RoomSampler
-from dereverb.speech import SpeechCorpus, SpeechSource, SyntheticSpeech
+from dereverb.data.rir import RirBank, RoomSampler
+from dereverb.data.speech import SpeechCorpus, SpeechSource, SyntheticSpeech
 
 Split = Literal["train", "val", "test"]
 SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
@@ -62,7 +62,7 @@ def make_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Convolve dry speech ``(L,)`` with a RIR and build the aligned clean target ``(L,)``.
 
-    RIRs from :class:`~dereverb.rir.RirBank` carry the direct sound at the dry signal's level
+    RIRs from :class:`~dereverb.data.rir.RirBank` carry the direct sound at the dry signal's level
     (simulated: scaled by the source distance; measured: direct-path sample = +1), so the ``dry``
     target = dry speech delayed by the direct-path index has the level and timing of the direct
     sound in the reverberant signal;
