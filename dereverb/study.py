@@ -45,7 +45,6 @@ import platform
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from dereverb.atomic import write_atomic
 from dereverb.cli_errors import read_yaml_mapping
 
 TARGETS: tuple[str, ...] = ("log_magnitude", "same")
@@ -185,7 +185,7 @@ def _parse_arm(name: str, raw: Any, where: str) -> Arm:
         raise StudyError(
             f"{where}: arm name {name!r} must be letters, digits and single underscores"
         )
-    from dereverb.representations import core as reps
+    from dereverb import representations as reps
 
     kwargs = dict(raw.get("representation_kwargs") or {})
     try:  # fail now, not after an hour of other runs
@@ -448,19 +448,8 @@ def compute_baselines(
 
 # ============================================================================ one run
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """JSON to ``path`` via a temp file + rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=False, default=_json_default)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """JSON to ``path`` atomically, so a reader never sees half a file."""
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=False, default=_json_default) + "\n")
 
 
 def _json_default(v: Any) -> Any:

@@ -30,6 +30,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from dereverb import representations as reps
+from dereverb.atomic import atomic_path
 from dereverb.cli_errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -47,7 +49,6 @@ from dereverb.data.rir import RirError, RoomSampler
 from dereverb.data.speech import CorpusError
 from dereverb.inference.checkpoint import CheckpointError, read_checkpoint
 from dereverb.models.dereverber import upgrade_state_dict
-from dereverb.representations import core as reps
 from dereverb.signal.audio import AudioError
 from dereverb.training.module import DereverbModule
 
@@ -225,18 +226,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        dst = Path(path)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.parent / f".{dst.name}.partial"
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dst)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_path(path, suffix=".partial", fsync=True) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def use_atomic_checkpoint_io(trainer: Trainer) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dereverb.representations import colormap_inversion as ci
-from dereverb.representations import core as R
+from dereverb import representations as R
 from dereverb.representations.pcen import PcenConfig, pcen_forward, smoother
 from tests.conftest import harmonic_speechlike, toy_rir
 

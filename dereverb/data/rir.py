@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from dereverb.atomic import atomic_path
 
 SPEED_OF_SOUND = 343.0  # m/s, pyroomacoustics' default constant
 SPLITS = ("train", "val", "test")
@@ -632,9 +633,8 @@ class RirBank:
         path.parent.mkdir(parents=True, exist_ok=True)
         lengths = np.array([r.size for r in self.rirs], dtype=np.int64)
         flat = np.concatenate(self.rirs) if self.rirs else np.zeros(0, np.float32)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
                 np.savez(
                     f,
                     flat=flat,
@@ -646,13 +646,6 @@ class RirBank:
                     names=np.array(self.names, dtype=str),
                     sample_rate=np.int64(self.sample_rate),
                 )
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     @classmethod

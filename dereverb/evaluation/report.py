@@ -12,13 +12,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dereverb.atomic import write_atomic
 from dereverb.evaluation.bootstrap import bootstrap_diff
 
 METRICS: tuple[str, ...] = ("pesq", "stoi", "estoi", "si_sdr", "srmr")
@@ -289,21 +289,6 @@ def _jsonable(v: Any) -> Any:
 def to_json(obj: Any) -> str:
     """JSON with NaN/inf as null (valid JSON for every reader)."""
     return json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
-
-
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder + rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
 
 
 # ----------------------------------------------------------------------------- plot

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from dereverb.atomic import atomic_path, write_atomic
 from dereverb.evaluation.bootstrap import bootstrap_diff
 
 METRICS: tuple[str, ...] = ("pesq", "stoi", "estoi", "si_sdr")
@@ -849,18 +849,12 @@ def fig_seed_spread(study: Study, eval_set: str = "sim"):
 
 # ============================================================================ the report
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for reading
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def _runtime(study: Study) -> dict[str, Any]:

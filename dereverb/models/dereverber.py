@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dereverb import representations as reps
 from dereverb.models.unet import UNet
-from dereverb.representations import core as reps
 from dereverb.signal import dsp
 
 Target = Literal["same", "log_magnitude"]

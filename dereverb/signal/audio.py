@@ -10,13 +10,14 @@ import contextlib
 import functools
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
+
+from dereverb.atomic import atomic_path
 
 # File extensions of the container formats libsndfile may read; those this build actually reads
 # (asked of soundfile at run time) are AUDIO_EXTENSIONS, searched for in folders.
@@ -173,15 +174,8 @@ def write_audio(path: str | os.PathLike, x: np.ndarray | torch.Tensor, sample_ra
         raise ValueError(f"write_audio expects (L,) or (C, L), got shape {x.shape}")
     if not np.isfinite(x).all():
         raise AudioError(f"{p}: refusing to write NaN/Inf samples")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=".tmp.wav", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p, suffix=".tmp.wav") as tmp:
         sf.write(tmp, x.T, int(sample_rate), subtype="FLOAT", format="WAV")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return p
 
 
