@@ -148,7 +148,7 @@ def run_inversion(args: tuple[str, str, int, int, int, int, str, int]) -> dict[s
 
     torch.set_num_threads(threads)
 
-    from dereverb.representations import colormap_inversion as ci
+    from dereverb.representations import colormap as ci
 
     lut = torch.from_numpy(ci.colormap_lut("turbo")).float().to(device)
     gen = torch.Generator().manual_seed(0)

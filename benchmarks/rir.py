@@ -24,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dereverb.data.rir import RirBank, RoomSampler, estimate_t60, simulate_rir  # noqa: E402
+from dereverb.data.rir_bank import RirBank  # noqa: E402
+from dereverb.data.rooms import RoomSampler, estimate_t60, simulate_rir  # noqa: E402
 
 SETTINGS = {
     "image, full order": dict(),

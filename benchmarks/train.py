@@ -82,7 +82,7 @@ class StepTimer(Callback):
 
 
 def fit_benchmark(args: argparse.Namespace, extra: list[str]) -> None:
-    from dereverb.train import run
+    from dereverb.training.run import run
 
     rows = [f"{'precision':>10} | {'samples/s':>9} | {'ms/step':>8} | {'data wait':>9} | {'GPU util':>8} | {'peak MB':>8}"]
     for prec in args.precision:

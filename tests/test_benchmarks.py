@@ -54,7 +54,7 @@ def test_train_benchmark_synthetic_steps_and_fit(tmp_path):
                 "--", "--data.batch_size", "2", "--data.train_items", "8", "--data.segment_seconds", "0.5",
                 "--data.rir_bank_sizes", "[4, 2, 2]", "--data.rir_cache_dir", str(tmp_path / "cache"),
                 "--data.rir_max_order", "10", "--data.rir_calibrate", "0",
-                "--model.base_channels", "4", "--model.depth", "2")
+                "--model.net.init_args.base_channels", "4", "--model.net.init_args.depth", "2")
     [row] = rows(out, "32-true")
     samples_per_s, ms_per_step = positive(row[1]), positive(row[2])
     assert samples_per_s == pytest.approx(2 / ms_per_step * 1e3, rel=0.02)

@@ -10,7 +10,8 @@ import pytest
 from nbclient import NotebookClient
 
 from dereverb import study
-from tests.test_study import micro_config
+from dereverb.experiment.config import load_config
+from tests.experiment.studies import micro_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -70,7 +71,7 @@ def test_representations_notebook_runs(monkeypatch):
     monkeypatch.delenv("DEREVERB_NB_AUDIO", raising=False)
     nb = execute(NAMES[0])
     table = "\n".join(outputs(nb, "text/markdown"))
-    arms = study.load_config(ROOT / "configs" / "study.yaml", "quick").arms
+    arms = load_config(ROOT / "configs" / "study.yaml", "quick").arms
     assert all(f"`{a}`" in table for a in arms)
     assert "| `magnitude` | 1 | 0 |" in table  # lossless arms invert exactly
     assert len(outputs(nb, "image/png")) == 2

@@ -25,11 +25,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from dereverb import evaluate, predict
 from dereverb import train as train_mod
-from dereverb.data.datamodule import DereverbDataModule, EpochSampler
+from dereverb.data.datamodule import DereverbDataModule
+from dereverb.data.pairs import EpochSampler
+from dereverb.data.rooms import RoomSampler
 from dereverb.data.speech import CorpusWarning
 from dereverb.inference import files
 from dereverb.signal.audio import write_audio
-from dereverb.train import RNG_KEY, AtomicCheckpointIO, TrainingInterrupted, run
+from dereverb.training.callbacks import DEFAULT_AUTOSAVE_STEPS, RNG_KEY
+from dereverb.training.checkpoint_io import AtomicCheckpointIO
+from dereverb.training.run import TrainingInterrupted, run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
@@ -60,8 +64,8 @@ def tiny(tmp: Path, cache: Path, name: str = "rel", **over: str) -> list[str]:
         "data.rir_max_order": "10",
         "data.rir_calibrate": "0",
         "data.synthetic_speakers": "30",
-        "model.base_channels": "4",
-        "model.depth": "2",
+        "model.net.init_args.base_channels": "4",
+        "model.net.init_args.depth": "2",
         "model.griffin_lim_iters": "2",
         "model.val_metric_batches": "1",
         "model.n_media_examples": "1",
@@ -432,8 +436,8 @@ TRAIN_BAD = {
     "ckpt_path_plain_dict": (["--ckpt_path", "{dict}"], ["dict.ckpt", "not a Lightning checkpoint"]),
     "ckpt_path_other_model": (["--ckpt_path", "{other}"], ["other.ckpt", "not a DereverbModule checkpoint"]),
     "ckpt_path_weights_only": (["--ckpt_path", "{weights}"], ["weights.ckpt", "weights only"]),
-    "ckpt_path_other_size": (["--ckpt_path", "{ckpt}", "--model.base_channels", "8"],
-                             ["last.ckpt", "does not fit", "model.base_channels=4 in the checkpoint, 8 here", "--config"]),
+    "ckpt_path_other_size": (["--ckpt_path", "{ckpt}", "--model.net.init_args.base_channels", "8"],
+                             ["last.ckpt", "does not fit", "model.net.init_args.base_channels=4 in the checkpoint, 8 here", "--config"]),
     "speech_not_a_folder": (["--data.speech", "{afile}"], ["data.speech", "afile", "synthetic"]),
     "speech_without_audio": (["--data.speech", "{no_audio}"], ["data.speech", "no audio files", "no_audio"]),
     "rirs_without_audio": (["--data.rirs", "{no_audio}"], ["data.rirs", "no audio files", "no_audio"]),
@@ -475,7 +479,7 @@ def test_autosave_is_a_documented_option_with_a_default(capsys) -> None:
     with pytest.raises(SystemExit):
         train_mod.main(["--config", QUICKSTART, "--print_config"])
     out = capsys.readouterr().out
-    assert "autosave:" in out and f"every_n_train_steps: {train_mod.DEFAULT_AUTOSAVE_STEPS}" in out
+    assert "autosave:" in out and f"every_n_train_steps: {DEFAULT_AUTOSAVE_STEPS}" in out
     assert "on_interrupt: true" in out
 
 
@@ -512,7 +516,7 @@ def test_datamodule_skips_unreadable_speech_with_a_counted_warning(tmp_path: Pat
     folder = _speech_folder(tmp_path / "speech", bad=True)
     dm = DereverbDataModule(speech=str(folder), segment_seconds=0.5, batch_size=2, train_items=4, val_items=2,
                             test_items=2, rir_bank_sizes=(4, 2, 2), rir_cache_dir=str(cache), rir_max_order=10,
-                            rir_calibrate=0, room=train_mod.RoomSampler(t60_range=(0.3, 0.5)))
+                            rir_calibrate=0, room=RoomSampler(t60_range=(0.3, 0.5)))
     with pytest.warns(CorpusWarning, match=r"skipped 3 unreadable audio file\(s\)") as rec:
         dm.setup("fit")
     assert len([w for w in rec if issubclass(w.category, CorpusWarning)]) == 1
@@ -730,7 +734,7 @@ def test_predict_sigkill_leaves_no_partial_output_and_rerun_continues(ckpt: Path
 # ============================================================================ evaluate
 @pytest.fixture
 def paired(tmp_path: Path) -> Path:
-    from dereverb.data.datamodule import make_pair
+    from dereverb.data.pairs import make_pair
     from tests.conftest import harmonic_speechlike, toy_rir
 
     root = tmp_path / "pairs"
@@ -837,8 +841,10 @@ def test_evaluate_odd_rates_and_channels_are_downmixed_and_resampled(paired: Pat
 def test_evaluate_interrupted_run_writes_no_table_and_rerun_reuses_scores(
     paired: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
+    from dereverb.evaluation import scoring
+
     out = tmp_path / "out"
-    real = evaluate.score_item
+    real = scoring.score_item
     calls = {"n": 0}
 
     def interrupting(*a, **k):
@@ -847,11 +853,11 @@ def test_evaluate_interrupted_run_writes_no_table_and_rerun_reuses_scores(
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(evaluate, "score_item", interrupting)
+    monkeypatch.setattr(scoring, "score_item", interrupting)
     rc, _, err = _eval(capsys, "--paired", paired, "-o", out, *EVAL_FAST)
     assert rc == 130 and "re-run to continue" in err
     assert _files(out) == ["cache", *sorted(f"cache/{p.name}" for p in (out / "cache").iterdir())]  # no tables
-    monkeypatch.setattr(evaluate, "score_item", real)
+    monkeypatch.setattr(scoring, "score_item", real)
     rc, _, err = _eval(capsys, "--paired", paired, "-o", out, *EVAL_FAST)
     assert rc == 0, err
     import json
@@ -871,8 +877,8 @@ def test_evaluate_interrupted_run_writes_no_table_and_rerun_reuses_scores(
 def test_yaml_configs_are_refused_in_one_line_naming_option_and_file(tmp_path, text, message):
     """The one reader behind ``evaluate --datamodule-config`` and ``study --config``."""
     from dereverb.cli_errors import read_yaml_mapping
-    from dereverb.evaluate import EvaluationError, load_datamodule_config
-    from dereverb.study import StudyError
+    from dereverb.data.sources import EvaluationError, load_datamodule_config
+    from dereverb.experiment.config import StudyError
 
     p = tmp_path / "c.yaml"
     if text is not None:

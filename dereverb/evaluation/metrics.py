@@ -1,4 +1,9 @@
-"""Speech quality metrics: PESQ wide-band, STOI, ESTOI, SI-SDR, and batch helpers.
+"""Speech quality metrics and their registry: PESQ wide-band, STOI, ESTOI, SI-SDR, SRMR.
+
+:data:`REGISTRY` is the one list of metrics: for each its name, function, table label, digits,
+whether it needs the clean reference, and whether higher is better. Everything that lists
+metrics (validation logging, evaluation scoring and tables, the study report) reads it; adding a
+metric is one :class:`Metric` entry here.
 
 A metric that cannot be computed for a signal (PESQ finds no utterance, a silent or
 non-finite reference, too little active speech for STOI) is NaN, never an exception, so a
@@ -14,12 +19,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import torch
 
-METRICS: tuple[str, ...] = ("pesq", "stoi", "estoi", "si_sdr")
 PESQ_SAMPLE_RATE = 16000
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -133,6 +139,78 @@ def si_sdr(ref: ArrayLike, est: ArrayLike) -> float:
     return float(value)
 
 
+def srmr(est: ArrayLike, sample_rate: int, fast: bool = False) -> float:
+    """SRMR (speech-to-reverberation modulation energy ratio, Falk et al. 2010) of ``est (L,)``.
+
+    Non-intrusive (no reference); higher = less reverberant. Via torchmetrics; ``fast`` uses the
+    FFT gammatone approximation (about 10x faster, values on a different scale: never compare
+    the two). NaN if the signal is silent, non-finite or shorter than a quarter second.
+    """
+    from torchmetrics.functional.audio.srmr import speech_reverberation_modulation_energy_ratio
+
+    x = _as_numpy(est)
+    if x.ndim != 1 or x.size < sample_rate // 4 or not np.isfinite(x).all() or not np.any(x):
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchmetrics warns about the fast mode's accuracy
+        try:
+            v = speech_reverberation_modulation_energy_ratio(
+                torch.from_numpy(x), int(sample_rate), fast=fast
+            )
+        except (RuntimeError, ValueError):
+            return math.nan
+    v = float(v.reshape(-1)[0])
+    return v if math.isfinite(v) else math.nan
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of the registry.
+
+    ``fn`` is ``fn(ref (L,), est (L,), sample_rate) -> float`` when ``needs_reference``, else
+    ``fn(est (L,), sample_rate) -> float``. ``label`` heads table columns, ``digits`` is the
+    number of decimals every table prints (means and differences alike).
+    """
+
+    name: str
+    fn: Callable[..., float]
+    label: str
+    digits: int
+    needs_reference: bool = True
+    higher_is_better: bool = True
+
+
+def _estoi(ref: ArrayLike, est: ArrayLike, sample_rate: int) -> float:
+    return stoi(ref, est, sample_rate, extended=True)
+
+
+def _si_sdr(ref: ArrayLike, est: ArrayLike, sample_rate: int) -> float:
+    return si_sdr(ref, est)
+
+
+#: name -> :class:`Metric`, in table order. Digits: the study report's (finer) set, so that
+#: differences between close conditions stay visible; SRMR gets 3.
+REGISTRY: Mapping[str, Metric] = MappingProxyType(
+    {
+        m.name: m
+        for m in (
+            Metric("pesq", pesq_wb, "PESQ-WB", 3),
+            Metric("stoi", stoi, "STOI", 4),
+            Metric("estoi", _estoi, "ESTOI", 4),
+            Metric("si_sdr", _si_sdr, "SI-SDR (dB)", 2),
+            Metric("srmr", srmr, "SRMR", 3, needs_reference=False),
+        )
+    }
+)
+#: Every metric name, in table order.
+ALL_METRICS: tuple[str, ...] = tuple(REGISTRY)
+#: The metrics scored against the clean reference (``score``, ``score_batch``, validation).
+METRICS: tuple[str, ...] = tuple(n for n, m in REGISTRY.items() if m.needs_reference)
+#: Table labels and printed decimals by metric name (views of the registry).
+LABELS: Mapping[str, str] = MappingProxyType({n: m.label for n, m in REGISTRY.items()})
+DIGITS: Mapping[str, int] = MappingProxyType({n: m.digits for n, m in REGISTRY.items()})
+
+
 def _check_metrics(metrics: Iterable[str], fn: str) -> tuple[str, ...]:
     metrics = tuple(metrics)
     unknown = [m for m in metrics if m not in METRICS]
@@ -144,13 +222,7 @@ def _check_metrics(metrics: Iterable[str], fn: str) -> tuple[str, ...]:
 def _score_one(
     ref: np.ndarray, est: np.ndarray, sample_rate: int, metrics: tuple[str, ...]
 ) -> dict[str, float]:
-    funcs = {
-        "pesq": lambda: pesq_wb(ref, est, sample_rate),
-        "stoi": lambda: stoi(ref, est, sample_rate, extended=False),
-        "estoi": lambda: stoi(ref, est, sample_rate, extended=True),
-        "si_sdr": lambda: si_sdr(ref, est),
-    }
-    return {m: funcs[m]() for m in metrics}
+    return {m: REGISTRY[m].fn(ref, est, sample_rate) for m in metrics}
 
 
 def score(

@@ -1,8 +1,10 @@
-"""Evaluation summaries: per-system means by T60 band, paired-bootstrap intervals, and their
-Markdown / CSV / JSON / PNG forms (all files written atomically: temp file + rename).
+"""Evaluation summaries: T60 bands (defined here, once), per-system means by band,
+paired-bootstrap intervals (:mod:`dereverb.evaluation.intervals`), and their Markdown / CSV /
+JSON / PNG forms (all files written atomically: temp file + rename). Metric labels and printed
+digits come from the registry, :mod:`dereverb.evaluation.metrics`.
 
-Input rows are the per-item dicts of :func:`dereverb.evaluate.evaluate_systems`: ``id``,
-``system``, ``t60`` (s, NaN when unknown) and a float per metric (NaN when not computed).
+Input rows are the per-item dicts of :func:`dereverb.evaluation.scoring.evaluate_systems`:
+``id``, ``system``, ``t60`` (s, NaN when unknown) and a float per metric (NaN when not computed).
 """
 
 from __future__ import annotations
@@ -19,18 +21,28 @@ from typing import Any
 import numpy as np
 
 from dereverb.atomic import write_atomic
-from dereverb.evaluation.bootstrap import bootstrap_diff
+from dereverb.evaluation.intervals import bootstrap_diff
+from dereverb.evaluation.metrics import ALL_METRICS as METRICS
+from dereverb.evaluation.metrics import DIGITS, LABELS
 
-METRICS: tuple[str, ...] = ("pesq", "stoi", "estoi", "si_sdr", "srmr")
-LABELS = {
-    "pesq": "PESQ-WB",
-    "stoi": "STOI",
-    "estoi": "ESTOI",
-    "si_sdr": "SI-SDR (dB)",
-    "srmr": "SRMR",
-}
-DIGITS = {"pesq": 2, "stoi": 3, "estoi": 3, "si_sdr": 1, "srmr": 2}
-#: Upper edges (s) of the T60 bands; the last band is open.
+__all__ = [
+    "ALL",
+    "BANDS",
+    "BAND_EDGES",
+    "OUTPUT_FILES",
+    "REFERENCES",
+    "ci_csv",
+    "plot_vs_t60",
+    "rows_csv",
+    "summarize",
+    "t60_band",
+    "table_csv",
+    "to_json",
+    "to_markdown",
+    "write_outputs",
+]
+
+#: Upper edges (s) of the T60 bands; the last band is open. The one definition of the bands.
 BAND_EDGES: tuple[float, ...] = (0.4, 0.7, 1.0)
 BANDS: tuple[str, ...] = ("<=0.4", "0.4-0.7", "0.7-1.0", ">1.0")
 ALL = "all"
@@ -352,3 +364,38 @@ def plot_vs_t60(
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     return write_atomic(path, buf.getvalue())
+
+
+# ----------------------------------------------------------------------------- all outputs
+#: The files :func:`write_outputs` writes into its folder.
+OUTPUT_FILES: tuple[str, ...] = (
+    "results.md",
+    "results.csv",
+    "results_ci.csv",
+    "results.json",
+    "per_item.csv",
+    "pesq_stoi_vs_t60.png",
+)
+
+
+def write_outputs(
+    folder: str | os.PathLike,
+    rows: Sequence[Mapping[str, Any]],
+    summary: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    title: str = "Dereverberation evaluation",
+    notes: Sequence[str] = (),
+) -> str:
+    """Every file of :data:`OUTPUT_FILES` into ``folder`` (created; each written atomically):
+    the Markdown report, the band table, the intervals, the JSON (``meta`` + summary), the
+    per-item rows and the plot. Returns the Markdown."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(summary, title=title, notes=notes)
+    write_atomic(out / "results.md", md + "\n")
+    write_atomic(out / "results.csv", table_csv(summary))
+    write_atomic(out / "results_ci.csv", ci_csv(summary))
+    write_atomic(out / "per_item.csv", rows_csv(rows))
+    write_atomic(out / "results.json", to_json({"meta": meta, **summary}))
+    plot_vs_t60(rows, summary, out / "pesq_stoi_vs_t60.png")
+    return md

@@ -1,2 +1,13 @@
-"""The representation study (run by ``python -m dereverb.study``): profiles and arms, the runner,
-and the report built on the evaluation report."""
+"""The representation study (run by ``python -m dereverb.study``), one job per module:
+
+- :mod:`~dereverb.experiment.config`: profiles, arms (pointing at ``configs/*.yaml``), the runs
+  and their fingerprints;
+- :mod:`~dereverb.experiment.files`: the study folder's layout and JSON files;
+- :mod:`~dereverb.experiment.eval_sets`: the evaluation items, baselines and a run's scores;
+- :mod:`~dereverb.experiment.runner`: planning, one job per run, the local process pool;
+- :mod:`~dereverb.experiment.analysis`: a study folder's numbers and statistics (on
+  :mod:`dereverb.evaluation.intervals` and the bands of :mod:`dereverb.evaluation.report`);
+- :mod:`~dereverb.experiment.verdicts`, :mod:`~dereverb.experiment.tables`,
+  :mod:`~dereverb.experiment.figures`: the answers, Markdown tables and figures;
+- :mod:`~dereverb.experiment.report`: ``REPORT.md``, ``report.json`` and the figures' files.
+"""

@@ -13,17 +13,19 @@ from pathlib import Path
 import torch
 
 from dereverb.models.dereverber import Dereverber, upgrade_state_dict
+from dereverb.models.net_spec import NetSpecError
 
 # Hyperparameters every DereverbModule checkpoint has; their absence means another model.
 REQUIRED_HPARAMS = (
     "representation",
     "target",
-    "base_channels",
-    "depth",
     "sample_rate",
     "n_fft",
     "hop_length",
 )
+# And its network: ``net`` ({class_path, init_args}), or in checkpoints written before networks
+# were pluggable the U-Net's flat ``base_channels`` and ``depth``.
+LEGACY_NET_HPARAMS = ("base_channels", "depth")
 
 
 class CheckpointError(Exception):
@@ -101,7 +103,10 @@ def read_checkpoint(ckpt_path: str | os.PathLike, option: str = "--ckpt") -> dic
             f"{p}: not a Lightning checkpoint (no state_dict / hyper_parameters); "
             "use a checkpoint written by python -m dereverb.train"
         )
-    missing = [k for k in REQUIRED_HPARAMS if k not in ckpt["hyper_parameters"]]
+    hp = ckpt["hyper_parameters"]
+    missing = [k for k in REQUIRED_HPARAMS if k not in hp]
+    if "net" not in hp and not all(k in hp for k in LEGACY_NET_HPARAMS):
+        missing.append("net")
     if missing:
         raise CheckpointError(
             f"{p}: not a DereverbModule checkpoint (hyperparameters lack {', '.join(missing)}); "
@@ -115,7 +120,9 @@ def load_model(ckpt_path: str | os.PathLike, device: str | torch.device = "cpu")
     (eval mode), without Lightning.
 
     The file is read with ``torch.load(weights_only=True)``, so a checkpoint cannot run code; its
-    hyperparameters build the network and representation, its weights fill them. Raises
+    hyperparameters build the network (``net``, or the U-Net's flat arguments of older
+    checkpoints; a ``class_path`` outside this package is only used if its module is imported)
+    and representation, its weights fill them. Raises
     :class:`CheckpointError` for a missing, truncated or non-checkpoint file, one of a different
     model (no DereverbModule hyperparameters) or weights that do not fit the model.
     """
@@ -127,6 +134,8 @@ def load_model(ckpt_path: str | os.PathLike, device: str | torch.device = "cpu")
         prefix = "model."
         weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         model.load_state_dict(weights, strict=True)
+    except NetSpecError as exc:
+        raise CheckpointError(f"{p}: {exc}") from exc
     except (RuntimeError, ValueError, TypeError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
@@ -137,7 +146,7 @@ def load_model(ckpt_path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def compile_model(model: Dereverber) -> Dereverber:
-    """Compile the U-Net with ``torch.compile`` (dynamic shapes: chunks differ in length).
+    """Compile the network with ``torch.compile`` (dynamic shapes: chunks differ in length).
 
     Only the network is compiled; STFT, representation and Griffin-Lim stay eager in float32.
     """

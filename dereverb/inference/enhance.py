@@ -20,10 +20,12 @@ from dereverb.signal import dsp
 from dereverb.signal.audio import resample
 from dereverb.signal.chunking import Chunk, OverlapAdd, plan_chunks
 
-DEFAULT_CHUNK_SECONDS = 10.0
+# 6-s chunks (+1 s context each side) keep the default 32-channel U-Net's activations near
+# 0.2 GB; 10-s chunks cost ~0.15 GB more for ~10 % less context overhead (docs/performance.md).
+DEFAULT_CHUNK_SECONDS = 6.0
 DEFAULT_CONTEXT_SECONDS = 1.0
 # Chunks per model call when not given: batching buys nothing on a CPU but costs memory
-# (~0.7 GB per extra 12-s chunk for the default 32-channel U-Net); on a GPU it buys speed.
+# (~0.5 GB per extra 8-s chunk for the default 32-channel U-Net); on a GPU it buys speed.
 BATCH_SIZE_CPU, BATCH_SIZE_CUDA = 1, 4
 
 

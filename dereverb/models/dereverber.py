@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dereverb import representations as reps
-from dereverb.models.unet import UNet
+from dereverb.models.net_spec import build_net, net_spec, upgrade_hparams
 from dereverb.signal import dsp
 
 Target = Literal["same", "log_magnitude"]
@@ -77,19 +77,16 @@ class Dereverber(nn.Module):
     @classmethod
     def from_hparams(cls, hp: Mapping[str, Any]) -> Dereverber:
         """Build from a training checkpoint's hyperparameters (``DereverbModule``'s arguments);
-        keys it does not use are ignored, missing ones take ``DereverbModule``'s defaults."""
+        keys it does not use are ignored, missing ones take ``DereverbModule``'s defaults.
+
+        The network comes from ``net`` (``{class_path, init_args}``, see
+        :mod:`dereverb.models.net_spec`; default the U-Net) with the representation's channels;
+        checkpoints with the U-Net's old flat keys (``base_channels``, ``depth``, ...) load too."""
+        hp = upgrade_hparams(hp)
         representation = reps.build(hp.get("representation", "log_magnitude"), **dict(hp.get("representation_kwargs") or {}))
         target = hp.get("target", "log_magnitude")
         target_channels = representation.channels if target == "same" else 1
-        net = UNet(
-            in_channels=representation.channels,
-            out_channels=target_channels,
-            base_channels=hp.get("base_channels", 32),
-            depth=hp.get("depth", 4),
-            norm=hp.get("norm", "batch"),
-            activation=hp.get("activation", "relu"),
-            input_expansion=hp.get("input_expansion"),
-        )
+        net = build_net(net_spec(hp.get("net")), representation.channels, target_channels)
         stft_cfg = dsp.StftConfig(
             sample_rate=hp.get("sample_rate", 16000), n_fft=hp.get("n_fft", 512), hop_length=hp.get("hop_length", 128)
         )
@@ -109,7 +106,8 @@ class Dereverber(nn.Module):
 
     @property
     def pooling_frames(self) -> int:
-        """Frames per pooling block of the network (``2**depth`` for the U-Net), 1 if it has none."""
+        """Frames per pooling block: the network's ``downsampling_factor`` (``2**depth`` for the
+        U-Nets), 1 if it states none."""
         factor = getattr(self.net, "downsampling_factor", None)
         return int(factor) if isinstance(factor, int) and factor >= 1 else 1
 

@@ -140,7 +140,7 @@ class UNet(nn.Module):
             self.down.append(ConvBlock(prev, w, norm, activation))
             prev = w
         self.pool = nn.MaxPool2d(2)
-        self.bottleneck = ConvBlock(widths[-2], widths[-1], norm, activation)
+        self.bottleneck = self.make_bottleneck(widths[-2], widths[-1])
 
         self.upsample = nn.ModuleList()
         self.up = nn.ModuleList()
@@ -150,6 +150,13 @@ class UNet(nn.Module):
             )
             self.up.append(ConvBlock(2 * widths[i], widths[i], norm, activation))
         self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1)
+
+    def make_bottleneck(self, in_channels: int, out_channels: int) -> nn.Module:
+        """The block at the lowest resolution, ``(B, in_channels, F', N') -> (B, out_channels, F', N')``
+        (``F' = F / 2**depth``). A subclass overrides this to change only the bottleneck
+        (:class:`~dereverb.models.dilated_unet.DilatedUNet`); it is called from ``__init__``
+        after the down path, so the parameters are created in the same order either way."""
+        return ConvBlock(in_channels, out_channels, self.norm, self.activation)
 
     @property
     def downsampling_factor(self) -> int:
@@ -167,12 +174,13 @@ class UNet(nn.Module):
                 f"UNet.forward: expected input (B, {self.in_channels}, F, N), got shape {tuple(x.shape)}"
             )
         height, width = x.shape[-2:]
-        multiple = 2**self.depth
+        multiple = self.downsampling_factor
         pad_h = -height % multiple
         pad_w = -width % multiple
-        if pad_h or pad_w:
-            # F.pad order: (left, right, top, bottom); pad at the end so cropping is a slice.
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        # F.pad order: (left, right, top, bottom); pad at the end so cropping is a slice. Always
+        # pad (a zero pad is a no-op): a shape-dependent branch would be frozen into an ONNX
+        # export at the example's shape.
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
         x = self.expand(x)
         skips = []

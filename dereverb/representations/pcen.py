@@ -13,6 +13,8 @@ Start-up ("loop the spectrogram"): an IIR smoother started from zero (or from th
 frame, librosa's default) makes the first ~T seconds of PCEN wrong. The smoother is first
 run over the spectrogram once - by default time-reversed, from the per-bin mean - and the
 state it ends in is the initial state of the real pass (see :func:`smoother`).
+
+:class:`Pcen` is the ``pcen`` representation on top of these functions.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 import torchaudio.functional as AF
+
+from dereverb.representations.base import Representation, _need, register
 
 
 @dataclass(frozen=True)
@@ -104,3 +108,35 @@ def pcen_inverse(p: torch.Tensor, m: torch.Tensor, cfg: PcenConfig) -> torch.Ten
     """
     gained = cfg.bias * torch.expm1(torch.log1p(p.clamp_min(0) / cfg.bias**cfg.power) / cfg.power)
     return gained * torch.exp(cfg.gain * torch.log(cfg.eps + m.clamp_min(0)))
+
+
+@register
+class Pcen(Representation):
+    """Per-channel energy normalisation (librosa defaults; ``init`` of the smoother, see :func:`smoother`).
+
+    ctx ``{"M": (B, F, N)}``: the smoother of the *input*; the clean target is encoded and
+    every output decoded with it, which makes the inverse exact for the input.
+    """
+
+    name = "pcen"
+    output_activation = "softplus"
+
+    def __init__(self, gain: float = 0.98, bias: float = 2.0, power: float = 0.5, time_constant: float = 0.4,
+                 eps: float = 1e-6, sample_rate: int = 16000, hop_length: int = 128, init: str = "reflect") -> None:
+        self.cfg = PcenConfig(gain, bias, power, time_constant, eps, sample_rate, hop_length)
+        if init not in INITS:
+            raise ValueError(f"pcen init must be one of {', '.join(INITS)}, got {init!r}")
+        self.init = init
+        for k in ("gain", "bias", "power", "time_constant", "eps", "sample_rate", "hop_length"):
+            setattr(self, k, getattr(self.cfg, k))
+
+    def _encode(self, mag, ctx):
+        if ctx is not None:
+            m = _need(ctx, "M", self.name, tuple(mag.shape))
+        else:
+            m = smoother(mag.clamp_min(0), self.cfg.smoothing, self.init).detach()
+        return pcen_forward(mag, m, self.cfg).unsqueeze(1), {"M": m}
+
+    def _decode(self, x, ctx):
+        b, _, f, n = x.shape
+        return pcen_inverse(x[:, 0], _need(ctx, "M", self.name, (b, f, n)), self.cfg)

@@ -1,2 +1,4 @@
-"""Training: the LightningModule around the :class:`~dereverb.models.dereverber.Dereverber`,
-its callbacks and TensorBoard media, and the run loop behind ``python -m dereverb.train``."""
+"""Training: the LightningModule around the :class:`~dereverb.models.dereverber.Dereverber`
+(``module``), its callbacks (``callbacks``), atomic checkpoint writing (``checkpoint_io``),
+configuration checks (``checks``), the LightningCLI (``cli``), TensorBoard media (``media``) and
+the run behind ``python -m dereverb.train`` (``run``)."""

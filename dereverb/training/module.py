@@ -1,13 +1,16 @@
-"""``DereverbModule``: the LightningModule that wraps STFT -> representation -> U-Net -> loss.
+"""``DereverbModule``: the LightningModule that wraps STFT -> representation -> network -> loss.
 
-Only the U-Net runs under the trainer's precision (``bf16-mixed`` / ``16-mixed``); STFT,
-representation encode/decode and phase recovery run in float32 with autocast off.
+The network is chosen by ``net: {class_path, init_args}`` (default the U-Net, see
+:mod:`dereverb.models.net_spec`). Only the network runs under the trainer's precision
+(``bf16-mixed`` / ``16-mixed``); STFT, representation encode/decode and phase recovery run in
+float32 with autocast off.
 Hyperparameters are plain values so checkpoints load with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
+from collections.abc import Callable
 from typing import Any, Literal
 
 import lightning as L
@@ -15,16 +18,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
 
 from dereverb.evaluation import metrics
 from dereverb.models.dereverber import Dereverber, Target, upgrade_state_dict
+from dereverb.models.net_spec import net_spec
 from dereverb.signal import dsp
 
-VAL_METRICS = ("pesq", "stoi", "estoi", "si_sdr")
+VAL_METRICS = metrics.METRICS  # the registry's reference-based metrics (pesq, stoi, estoi, si_sdr)
 
 
 class DereverbModule(L.LightningModule):
-    """Predict the clean magnitude of reverberant speech with a U-Net on a spectrogram representation.
+    """Predict the clean magnitude of reverberant speech with a network on a spectrogram representation.
 
     Args:
         representation: input representation name (``magnitude``, ``log_magnitude``, ``grayscale``,
@@ -32,19 +37,24 @@ class DereverbModule(L.LightningModule):
         representation_kwargs: its options, e.g. ``{cmap: turbo, levels: 256}``.
         target: ``same`` (predict the clean image in the input's own representation, decoded back
             to a magnitude) or ``log_magnitude`` (the output domain is fixed; isolates the input effect).
-        input_expansion: a learned 1x1 conv from the input channels to this many channels in
-            front of the U-Net (the study's learned-colormap control).
-        residual: the U-Net predicts a correction to the input, expressed in the output domain
+        net: the network, ``{class_path, init_args}`` (YAML ``model.net``); ``in_channels`` and
+            ``out_channels`` come from the representation. Default: :class:`~dereverb.models.unet.UNet`
+            with its defaults (base 32, depth 4). From the command line it arrives as jsonargparse's
+            partial of the class; from Python pass the dict (or a class, or a ``functools.partial``
+            of one). It is stored as the plain dict, every argument filled in.
+        residual: the network predicts a correction to the input, expressed in the output domain
             (for ``target: log_magnitude``: log of the *decoded* input, so the skip carries only
             what the input representation kept). Starts training at "do nothing" instead of
             "output zeros", which makes short trainings useful.
-        base_channels / depth / norm / activation: U-Net size and layers.
         loss: ``l1`` or ``mse`` in the target domain.
         lr / weight_decay / scheduler / warmup_steps: AdamW and its schedule.
         sample_rate / n_fft / hop_length: the STFT (linked to the DataModule's sample rate).
         phase / griffin_lim_iters: phase recovery for validation and prediction.
         val_metric_batches: validation batches scored with the full inverse path each epoch.
         n_media_examples: validation examples whose spectrograms/audio go to TensorBoard.
+        legacy_net_args: the U-Net's arguments as plain keywords (``base_channels``, ``depth``,
+            ``norm``, ``activation``, ``input_expansion``), as checkpoints written before ``net``
+            existed hold them; folded into ``net.init_args``. The command line refuses them.
     """
 
     def __init__(
@@ -52,12 +62,8 @@ class DereverbModule(L.LightningModule):
         representation: str = "log_magnitude",
         representation_kwargs: dict[str, Any] | None = None,
         target: Target = "log_magnitude",
-        input_expansion: int | None = None,
+        net: Callable[[int, int], nn.Module] | None = None,
         residual: bool = True,
-        base_channels: int = 32,
-        depth: int = 4,
-        norm: Literal["batch", "instance", "group", "none"] = "batch",
-        activation: Literal["relu", "leaky_relu", "gelu", "silu"] = "relu",
         loss: Literal["l1", "mse"] = "l1",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -70,12 +76,17 @@ class DereverbModule(L.LightningModule):
         griffin_lim_iters: int = 32,
         val_metric_batches: int = 2,
         n_media_examples: int = 2,
+        **legacy_net_args: Any,
     ) -> None:
         super().__init__()
         if loss not in ("l1", "mse"):
             raise ValueError(f"model.loss must be 'l1' or 'mse', got {loss!r}")
         representation_kwargs = dict(representation_kwargs or {})
-        self.save_hyperparameters()
+        net = net_spec(net, legacy=legacy_net_args)  # a plain, checked {class_path, init_args}
+        # Explicit plain values (not LightningCLI's config dump with its jsonargparse
+        # instantiator): the checkpoint rebuilds this module with a plain call.
+        args = locals()
+        self.save_hyperparameters({name: args[name] for name in _HPARAMS})
         # The whole spectral path (STFT, representation, network, decoding, phase) is a plain
         # nn.Module shared with inference, which loads it without Lightning.
         self.model = Dereverber.from_hparams(self.hparams)
@@ -126,6 +137,14 @@ class DereverbModule(L.LightningModule):
     ) -> torch.Tensor:
         """Dereverberate waveforms ``(B, L)`` at the model's sample rate -> ``(B, L)``."""
         return self.model.enhance(reverb, phase=phase, n_iter=n_iter)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> DereverbModule:
+        """Lightning's loader, always through ``DereverbModule(**hyperparameters)``: checkpoints
+        written by LightningCLI before ``net`` existed name jsonargparse as their instantiator,
+        which would refuse their flat U-Net keys."""
+        kwargs.setdefault("_instantiator", None)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Checkpoints written before the spectral path moved into ``self.model`` name the
@@ -213,6 +232,9 @@ class DereverbModule(L.LightningModule):
         )
 
     def configure_optimizers(self) -> Any:
+        """AdamW; ``scheduler``: ``cosine`` (linear warm-up over ``warmup_steps``, then cosine to
+        5% of ``lr`` at the last step and held there), ``none`` (the warm-up alone, if any) or
+        ``plateau`` (halve on a ``val/loss`` plateau; no warm-up)."""
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         sched_name = self.hparams.scheduler
         warmup = max(int(self.hparams.warmup_steps), 0)
@@ -221,17 +243,7 @@ class DereverbModule(L.LightningModule):
         if sched_name == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss"}}
-        total = self._total_steps()
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if sched_name == "none":
-                return 1.0
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        sched = lr_schedule(opt, sched_name, warmup, self._total_steps())
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _total_steps(self) -> int:
@@ -270,6 +282,36 @@ class DereverbModule(L.LightningModule):
                 exp.add_audio(f"val/audio/{name}/{i}", w[None], step, sample_rate=sr)
 
 
+def lr_schedule(
+    opt: torch.optim.Optimizer, name: Literal["none", "cosine"], warmup: int, total: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step factor of ``lr``: ``(step + 1) / warmup`` during the warm-up, then for ``cosine``
+    ``0.05 + 0.95 * (1 + cos(pi * progress)) / 2`` over the remaining ``total - warmup`` steps,
+    held at 0.05 after them (a resumed run may train longer than it planned); 1 for ``none``."""
+    sched = torch.optim.lr_scheduler
+    phases: list[sched.LRScheduler] = []
+    if warmup > 0:
+        # (step + 1) / warmup: from 1 / warmup at step 0 to 1 at step warmup - 1.
+        phases.append(sched.LinearLR(opt, start_factor=1 / warmup, end_factor=1.0, total_iters=max(warmup - 1, 1)))
+    if name == "cosine":
+        cosine_steps = max(total - warmup, 1)
+        phases.append(sched.CosineAnnealingLR(opt, T_max=cosine_steps, eta_min=0.05 * opt.defaults["lr"]))
+        phases.append(sched.ConstantLR(opt, factor=0.05, total_iters=2**62))
+        milestones = [warmup, warmup + cosine_steps] if warmup > 0 else [cosine_steps]
+    else:
+        milestones = []
+    if len(phases) == 1:
+        return phases[0]
+    return sched.SequentialLR(opt, phases, milestones=milestones)
+
+
 def _head(v: Any, n: int) -> Any:
     return v[:n] if isinstance(v, torch.Tensor) and v.dim() > 0 else v
 
+
+# The hyperparameters a checkpoint stores: the constructor's named arguments.
+_HPARAMS = tuple(
+    name
+    for name, p in inspect.signature(DereverbModule.__init__).parameters.items()
+    if name != "self" and p.kind is not p.VAR_KEYWORD
+)

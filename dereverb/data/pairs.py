@@ -1,0 +1,245 @@
+"""Reverberant/clean pairs: :func:`make_pair`, :class:`ReverbPairDataset`, :class:`EpochSampler`.
+
+Workers only crop speech and FFT-convolve it with a room impulse response (or, with
+``convolve=False``, leave the convolution to :func:`make_pairs_torch` on the training device);
+all spectrogram work happens on the training device inside the LightningModule.
+
+Seeding (no global RNG is read):
+- val/test item ``i`` is built from ``default_rng([seed, split, i])``: identical on every run.
+- training items come from :class:`EpochSampler`, which hands the dataset ``epoch * n + i``;
+  item ``i`` of epoch ``e`` is built from ``default_rng([seed, split, e, i])``. Items are fresh
+  every epoch, differ across workers (each index goes to one worker), and do not depend on the
+  number of workers, so a run is reproducible whatever ``num_workers`` is.
+
+No Lightning here: the DataModule that wires these together is :mod:`dereverb.data.datamodule`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+from scipy.signal import fftconvolve
+from torch.utils.data import Dataset, Sampler
+
+from dereverb.data.rir_bank import RirBank, Split
+from dereverb.data.speech import SpeechSource
+
+SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
+EARLY_MS = 50.0
+
+
+@dataclass
+class PairItem:
+    """One example (numpy, CPU side). Waveforms are ``(L,)`` float32."""
+
+    reverb: np.ndarray
+    clean: np.ndarray
+    dry: np.ndarray
+    rir_index: int
+    t60: float
+    drr: float
+
+
+def make_pair(
+    dry: np.ndarray,
+    rir: np.ndarray,
+    direct_index: int,
+    sample_rate: int,
+    target: Literal["dry", "early"] = "dry",
+    gain_db: float = 0.0,
+    peak_limit: float = 0.99,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convolve dry speech ``(L,)`` with a RIR and build the aligned clean target ``(L,)``.
+
+    RIRs from :class:`~dereverb.data.rir_bank.RirBank` carry the direct sound at the dry signal's level
+    (simulated: scaled by the source distance; measured: direct-path sample = +1), so the ``dry``
+    target = dry speech delayed by the direct-path index has the level and timing of the direct
+    sound in the reverberant signal;
+    ``early`` = dry convolved with the RIR's first ``direct + 50 ms``. Both signals share one
+    gain, lowered if needed so neither exceeds ``peak_limit`` (no clipping).
+    """
+    length = dry.shape[-1]
+    d = int(direct_index)
+    reverb = fftconvolve(dry, rir)[:length]
+    if target == "dry":
+        clean = np.zeros_like(dry)
+        clean[d:] = dry[: length - d] if d < length else 0.0
+    elif target == "early":
+        early = rir[: d + int(EARLY_MS * 1e-3 * sample_rate) + 1]
+        clean = fftconvolve(dry, early)[:length]
+    else:
+        raise ValueError(f"target must be 'dry' or 'early', got {target!r}")
+    gain = 10.0 ** (gain_db / 20.0)
+    peak = max(np.abs(reverb).max(), np.abs(clean).max()) * gain
+    if peak > peak_limit:
+        gain *= peak_limit / peak
+    return (reverb * gain).astype(np.float32), (clean * gain).astype(np.float32)
+
+
+def make_pairs_torch(
+    dry: torch.Tensor,
+    rirs: torch.Tensor,
+    direct_index: torch.Tensor,
+    gain_db: torch.Tensor,
+    sample_rate: int,
+    target: Literal["dry", "early"] = "dry",
+    peak_limit: float = 0.99,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched, on-device twin of :func:`make_pair` (same result within float32 round-off).
+
+    ``dry (B, L)``, ``rirs (B, Lr)`` zero-padded, ``direct_index (B,)`` long, ``gain_db (B,)``
+    -> ``reverb (B, L)``, ``clean (B, L)``. FFT convolution with ``torchaudio.functional.fftconvolve``.
+    """
+    with torch.autocast(device_type=dry.device.type, enabled=False):
+        dry, rirs = dry.float(), rirs.float()
+        length = dry.shape[-1]
+        reverb = AF.fftconvolve(dry, rirs)[..., :length]
+        d = direct_index.long().view(-1, 1)
+        if target == "dry":
+            src = torch.arange(length, device=dry.device).view(1, -1) - d
+            clean = torch.where(src >= 0, dry.gather(1, src.clamp_min(0)), torch.zeros_like(dry))
+        elif target == "early":
+            taps = torch.arange(rirs.shape[-1], device=dry.device).view(1, -1)
+            early = rirs * (taps <= d + int(EARLY_MS * 1e-3 * sample_rate)).float()
+            clean = AF.fftconvolve(dry, early)[..., :length]
+        else:
+            raise ValueError(f"target must be 'dry' or 'early', got {target!r}")
+        gain = 10.0 ** (gain_db.float().view(-1, 1) / 20.0)
+        peak = torch.maximum(reverb.abs().amax(-1, keepdim=True), clean.abs().amax(-1, keepdim=True)) * gain
+        gain = torch.where(peak > peak_limit, gain * peak_limit / peak.clamp_min(1e-12), gain)
+        return reverb * gain, clean * gain
+
+
+class EpochSampler(Sampler[int]):
+    """Yields ``epoch * n + i`` for a (shuffled) permutation of ``range(n)``.
+
+    Lightning calls :meth:`set_epoch` before each epoch; without it every new iteration
+    counts as the next epoch. :meth:`resume` makes the next iteration of an epoch start part
+    way through its permutation (``len`` stays ``n``: the loader's length is the epoch's).
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch = 0
+        self._epoch_set = False
+        self._resume: tuple[int, int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self._epoch_set = int(epoch), True
+
+    def resume(self, epoch: int, start: int) -> None:
+        """The next iteration of ``epoch`` yields its permutation from position ``start``."""
+        if not 0 <= start <= self.n:
+            raise ValueError(f"resume start must be in [0, {self.n}], got {start}")
+        self.set_epoch(epoch)
+        self._resume = (int(epoch), int(start))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = self.epoch
+        if not self._epoch_set:
+            self.epoch += 1
+        self._epoch_set = False
+        start = 0
+        if self._resume is not None:
+            if self._resume[0] == epoch:
+                start = self._resume[1]
+            self._resume = None
+        order = (
+            np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            if self.shuffle
+            else np.arange(self.n)
+        )
+        yield from (epoch * self.n + int(i) for i in order[start:])
+
+
+class ReverbPairDataset(Dataset):
+    """Map-style dataset of reverberant/clean pairs.
+
+    ``len`` items per epoch; ``deterministic=True`` (val/test) makes item ``i`` a pure
+    function of ``(seed, split, i)``; otherwise the index handed in by :class:`EpochSampler`
+    also encodes the epoch. Returns dicts of tensors: ``reverb (L,)``, ``clean (L,)``,
+    ``t60 ()``, ``drr ()``, ``rir_index ()``, ``gain_db ()`` and ``dry (L,)``. With
+    ``convolve=False`` (the device path) ``reverb``/``clean`` are left out: workers only read and
+    crop audio, and :func:`make_pairs_torch` builds the pair on the training device.
+    """
+
+    def __init__(
+        self,
+        speech: SpeechSource,
+        rirs: RirBank,
+        num_items: int,
+        segment_samples: int,
+        sample_rate: int = 16000,
+        target: Literal["dry", "early"] = "dry",
+        gain_db_range: tuple[float, float] = (-6.0, 0.0),
+        split: Split = "train",
+        seed: int = 0,
+        deterministic: bool | None = None,
+        convolve: bool = True,
+        rir_offset: int = 0,
+    ) -> None:
+        if len(rirs) == 0:
+            raise ValueError(f"the {split} RIR bank is empty")
+        if num_items < 1:
+            raise ValueError(f"num_items must be >= 1, got {num_items}")
+        self.speech, self.rirs = speech, rirs
+        self.num_items, self.segment_samples = num_items, segment_samples
+        self.sample_rate, self.target = sample_rate, target
+        self.gain_db_range = gain_db_range
+        self.split, self.seed = split, seed
+        self.deterministic = split != "train" if deterministic is None else deterministic
+        self.convolve = convolve
+        self.rir_offset = rir_offset  # index of this bank's first RIR in the device-side table
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def draw(self, index: int) -> tuple[np.ndarray, int, float]:
+        """The random choices of item ``index``: dry crop ``(L,)``, RIR index, gain (dB)."""
+        if self.deterministic:
+            i = index % self.num_items
+            rng = np.random.default_rng([self.seed, SPLIT_CODE[self.split], i])
+            dry = self.speech.item(i, self.segment_samples)
+        else:
+            epoch, i = divmod(index, self.num_items)
+            rng = np.random.default_rng([self.seed, SPLIT_CODE[self.split], epoch, i])
+            dry = self.speech.sample(rng, self.segment_samples)
+        r = int(rng.integers(len(self.rirs)))
+        gain_db = float(rng.uniform(*self.gain_db_range))
+        return dry.astype(np.float32), r, gain_db
+
+    def item(self, index: int) -> PairItem:
+        dry, r, gain_db = self.draw(index)
+        rir = self.rirs[r]
+        reverb, clean = make_pair(
+            dry, rir.rir, rir.direct_index, self.sample_rate, self.target, gain_db
+        )
+        return PairItem(reverb, clean, dry, r, float(rir.t60), float(rir.drr))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not self.convolve:
+            dry, r, gain_db = self.draw(int(index))
+            return {
+                "dry": torch.from_numpy(dry),
+                "rir_index": torch.tensor(self.rir_offset + r),
+                "gain_db": torch.tensor(gain_db, dtype=torch.float32),
+                "t60": torch.tensor(float(self.rirs[r].t60), dtype=torch.float32),
+                "drr": torch.tensor(float(self.rirs[r].drr), dtype=torch.float32),
+            }
+        it = self.item(int(index))
+        return {
+            "reverb": torch.from_numpy(it.reverb),
+            "clean": torch.from_numpy(it.clean),
+            "dry": torch.from_numpy(it.dry),
+            "rir_index": torch.tensor(it.rir_index),
+            "t60": torch.tensor(it.t60, dtype=torch.float32),
+            "drr": torch.tensor(it.drr, dtype=torch.float32),
+        }

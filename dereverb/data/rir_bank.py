@@ -1,0 +1,382 @@
+"""Banks of room impulse responses: simulated in parallel and cached, or measured folders.
+
+A :class:`RirBank` holds RIRs that follow the conventions of :mod:`dereverb.data.rooms`
+(direct path at the dry signal's level; ``t60`` measured from the RIR, the requested T60 kept
+as ``nominal_t60s``). Simulated banks are drawn per split from disjoint seed streams and cached
+on disk; a measured folder is split disjointly by :meth:`RirBank.split`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dereverb.atomic import atomic_path
+from dereverb.data.rooms import (
+    RirError,
+    RoomSampler,
+    RoomSpec,
+    direct_path_index,
+    drr,
+    estimate_t60,
+    simulate_rir,
+)
+
+SPLITS = ("train", "val", "test")
+Split = Literal["train", "val", "test"]
+# Part of the cache key of every simulated bank: bump when the stored content or a convention
+# changes. The key holds no module name, so moving this code (dereverb.data.rir ->
+# dereverb.data.rir_bank) kept existing caches valid.
+CACHE_VERSION = 1
+
+
+# --------------------------------------------------------------------------- banks
+
+
+@dataclass(frozen=True)
+class Rir:
+    """One bank entry: ``rir (L,)`` float32, measured ``t60`` (s), ``drr`` (dB), ``direct_index``."""
+
+    rir: np.ndarray
+    t60: float
+    drr: float
+    direct_index: int
+    name: str
+
+
+def _measure(rir: np.ndarray, sr: int, direct_index: int | None = None) -> tuple[float, float, int]:
+    """``(t60, drr, direct_index)`` of one RIR."""
+    d = direct_path_index(rir) if direct_index is None else direct_index
+    return estimate_t60(rir, sr), drr(rir, sr, d), d
+
+
+def _worker_init() -> None:
+    # One simulation per core: stop the libraries inside each worker from also threading.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    import pyroomacoustics as pra
+
+    pra.constants.set("num_threads", 1)
+
+
+def _simulate_one(
+    spec: RoomSpec, sim_kwargs: dict[str, Any]
+) -> tuple[np.ndarray, float, float, int]:
+    sr = int(sim_kwargs["sample_rate"])
+    rir = simulate_rir(spec, **sim_kwargs)
+    return (rir, *_measure(rir, sr))
+
+
+def split_seed_sequence(seed: int, split: str) -> np.random.SeedSequence:
+    """The seed stream of one split: ``SeedSequence([seed, index of split in SPLITS])``.
+
+    Train/val/test get unrelated streams from one ``seed``; RIR ``i`` of a bank is drawn from
+    the ``i``-th spawned child, so the first k rooms do not depend on the bank size.
+    """
+    if split not in SPLITS:
+        raise RirError(f"split={split!r}: must be one of {SPLITS}")
+    return np.random.SeedSequence([int(seed), SPLITS.index(split)])
+
+
+class RirBank:
+    """A list of RIRs (variable lengths) with their measured T60, DRR and direct-path index."""
+
+    def __init__(
+        self,
+        rirs: Sequence[np.ndarray],
+        t60s: Sequence[float],
+        drrs: Sequence[float],
+        direct_indices: Sequence[int],
+        names: Sequence[str],
+        sample_rate: int = 16000,
+        nominal_t60s: Sequence[float] | None = None,
+        specs: Sequence[RoomSpec] | None = None,
+    ) -> None:
+        n = len(rirs)
+        if not all(len(v) == n for v in (t60s, drrs, direct_indices, names)):
+            raise RirError(
+                "RirBank: rirs, t60s, drrs, direct_indices and names must have one entry per RIR"
+            )
+        self.rirs = [np.asarray(r, dtype=np.float32) for r in rirs]
+        self.t60s = np.asarray(t60s, dtype=np.float64)
+        self.drrs = np.asarray(drrs, dtype=np.float64)
+        self.direct_indices = np.asarray(direct_indices, dtype=np.int64)
+        self.names = list(names)
+        self.sample_rate = int(sample_rate)
+        self.nominal_t60s = (
+            np.full(n, np.nan) if nominal_t60s is None else np.asarray(nominal_t60s, float)
+        )
+        self.specs = list(specs) if specs is not None else None
+
+    def __len__(self) -> int:
+        return len(self.rirs)
+
+    def __getitem__(self, i: int) -> Rir:
+        i = int(i)
+        return Rir(
+            self.rirs[i],
+            float(self.t60s[i]),
+            float(self.drrs[i]),
+            int(self.direct_indices[i]),
+            self.names[i],
+        )
+
+    def __iter__(self) -> Iterator[Rir]:
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        t = f", T60 {np.nanmin(self.t60s):.2f}-{np.nanmax(self.t60s):.2f} s" if len(self) else ""
+        return f"RirBank({len(self)} RIRs at {self.sample_rate} Hz{t})"
+
+    def subset(self, indices: Sequence[int]) -> RirBank:
+        """A bank of the given entries (in that order)."""
+        idx = [int(i) for i in indices]
+        return RirBank(
+            [self.rirs[i] for i in idx],
+            self.t60s[idx],
+            self.drrs[idx],
+            self.direct_indices[idx],
+            [self.names[i] for i in idx],
+            self.sample_rate,
+            self.nominal_t60s[idx],
+            [self.specs[i] for i in idx] if self.specs is not None else None,
+        )
+
+    def split(
+        self, name: str, seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1)
+    ) -> RirBank:
+        """Disjoint deterministic train/val/test part of one bank (for a measured folder).
+
+        A seeded permutation is cut into ``fractions``; val and test get at least one RIR each.
+        """
+        if name not in SPLITS:
+            raise RirError(f"split name {name!r}: must be one of {SPLITS}")
+        n = len(self)
+        if n < 3:
+            raise RirError(f"RirBank.split: {n} RIRs cannot make three disjoint splits; need >= 3")
+        if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
+            raise RirError(
+                f"RirBank.split: fractions={tuple(fractions)} must be three non-negative numbers"
+            )
+        f = np.asarray(fractions, float) / sum(fractions)
+        n_val, n_test = (max(1, int(round(x * n))) for x in f[1:])
+        n_train = n - n_val - n_test
+        if n_train < 1:
+            raise RirError(
+                f"RirBank.split: {n} RIRs leave no training RIR with fractions {tuple(fractions)}"
+            )
+        perm = np.random.default_rng(seed).permutation(n)
+        parts = {
+            "train": perm[:n_train],
+            "val": perm[n_train : n_train + n_val],
+            "test": perm[n_train + n_val :],
+        }
+        return self.subset(sorted(parts[name].tolist()))
+
+    # ----------------------------------------------------------------- simulated
+
+    @classmethod
+    def simulate(
+        cls,
+        n: int,
+        sampler: RoomSampler | None = None,
+        seed: int = 0,
+        split: str = "train",
+        cache_dir: str | os.PathLike | None = "data/cache/rirs",
+        workers: int | None = None,
+        progress: bool = True,
+        sample_rate: int = 16000,
+        max_order: int | None = None,
+        use_rays: bool = False,
+        air_absorption: bool = False,
+        max_length_s: float | None = None,
+        calibrate: int = 0,
+    ) -> RirBank:
+        """Simulate ``n`` rooms from ``sampler`` for ``split`` in parallel, cached on disk.
+
+        Rooms come from :func:`split_seed_sequence` ``(seed, split)``, so splits never share a
+        room. The bank is cached as ``<cache_dir>/rirs-<split>-n<n>-<hash>.npz`` with the hash over
+        the sampler, the simulation settings, ``n``, ``seed``, ``split`` and the pyroomacoustics
+        version; a second call with the same configuration loads it (``cache_dir=None``: no cache).
+        ``workers`` processes (default: all cores; 1 = in this process) each with one thread.
+        """
+        import pyroomacoustics as pra
+
+        if n < 0:
+            raise RirError(f"RirBank.simulate: n must be >= 0, got {n}")
+        sampler = sampler or RoomSampler()
+        sim = dict(
+            sample_rate=int(sample_rate),
+            max_order=max_order,
+            use_rays=bool(use_rays),
+            air_absorption=bool(air_absorption),
+            max_length_s=max_length_s,
+            calibrate=int(calibrate),
+        )
+        children = split_seed_sequence(seed, split).spawn(n)
+        specs = [sampler.sample(np.random.default_rng(c)) for c in children]
+        path = None
+        if cache_dir is not None:
+            config = dict(
+                version=CACHE_VERSION,
+                pyroomacoustics=pra.__version__,
+                sampler=dataclasses.asdict(sampler),
+                sim=sim,
+                n=int(n),
+                seed=int(seed),
+                split=split,
+            )
+            key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+            path = Path(cache_dir) / f"rirs-{split}-n{n}-{key}.npz"
+            if path.exists():
+                try:
+                    return cls.load(path, specs=specs)
+                except Exception as exc:  # a corrupt cache is rebuilt, not fatal
+                    print(f"RirBank: cache {path} unreadable ({exc}); rebuilding")
+        fn = _simulate_one
+        results: list[tuple[np.ndarray, float, float, int] | None] = [None] * n
+        workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+        desc = f"simulating {n} {split} RIRs"
+        with tqdm(total=n, desc=desc, unit="rir", disable=not progress or n == 0) as bar:
+            if workers == 1 or n <= 1:
+                for i, spec in enumerate(specs):
+                    results[i] = fn(spec, sim)
+                    bar.update(1)
+            else:
+                import multiprocessing as mp
+
+                # fork where there is one: workers start in ms and callers need no __main__ guard
+                # (spawn re-imports the caller's script). Workers run only numpy + pyroomacoustics'
+                # libroom, never torch, so a parent's torch/OpenMP threads are not touched.
+                methods = mp.get_all_start_methods()
+                ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+                with ProcessPoolExecutor(
+                    min(workers, n), mp_context=ctx, initializer=_worker_init
+                ) as pool:
+                    futures = {pool.submit(fn, spec, sim): i for i, spec in enumerate(specs)}
+                    for fut in as_completed(futures):
+                        results[futures[fut]] = fut.result()
+                        bar.update(1)
+        bank = cls(
+            [r[0] for r in results],
+            [r[1] for r in results],
+            [r[2] for r in results],
+            [r[3] for r in results],
+            [f"{split}-{i:05d}" for i in range(n)],
+            sample_rate,
+            [s.t60 for s in specs],
+            specs,
+        )
+        if path is not None:
+            bank.save(path)
+        return bank
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the bank to ``path`` (``.npz``) atomically: temp file in the folder + rename."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lengths = np.array([r.size for r in self.rirs], dtype=np.int64)
+        flat = np.concatenate(self.rirs) if self.rirs else np.zeros(0, np.float32)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(
+                    f,
+                    flat=flat,
+                    lengths=lengths,
+                    t60s=self.t60s,
+                    drrs=self.drrs,
+                    direct_indices=self.direct_indices,
+                    nominal_t60s=self.nominal_t60s,
+                    names=np.array(self.names, dtype=str),
+                    sample_rate=np.int64(self.sample_rate),
+                )
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, specs: Sequence[RoomSpec] | None = None) -> RirBank:
+        """Read a bank written by :meth:`save`."""
+        with np.load(Path(path), allow_pickle=False) as z:
+            offsets = np.concatenate([[0], np.cumsum(z["lengths"])])
+            flat = z["flat"]
+            rirs = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+            n = len(rirs)
+            if specs is not None and len(specs) != n:
+                specs = None
+            return cls(
+                rirs,
+                z["t60s"],
+                z["drrs"],
+                z["direct_indices"],
+                z["names"].tolist(),
+                int(z["sample_rate"]),
+                z["nominal_t60s"],
+                specs,
+            )
+
+    # ----------------------------------------------------------------- measured
+
+    @classmethod
+    def from_folder(
+        cls,
+        folder: str | os.PathLike,
+        sample_rate: int = 16000,
+        channel: int = 0,
+        pre_delay_ms: float = 1.0,
+    ) -> RirBank:
+        """Load measured RIRs: every audio file under ``folder`` (recursive, sorted).
+
+        Each is resampled to ``sample_rate`` (torchaudio), reduced to ``channel``, cut so its
+        direct path sits ``pre_delay_ms`` after the start (zero-padded if it came earlier), so
+        ``direct_index == round(pre_delay_ms * sample_rate / 1000)`` for every RIR, and scaled
+        so that sample is +1. Names are paths relative to ``folder`` without the extension.
+        """
+        from dereverb.signal.audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample
+
+        root = Path(folder)
+        if not root.is_dir():
+            raise RirError(
+                f"RirBank.from_folder: {root} is not a folder; give a folder of RIR audio files"
+            )
+        files = sorted(
+            p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+        )
+        if not files:
+            raise RirError(
+                f"RirBank.from_folder: no audio files (WAV, FLAC, MP3, ...) under {root}; "
+                "put measured impulse responses there"
+            )
+        pre = int(round(pre_delay_ms * 1e-3 * sample_rate))
+        rirs, t60s, drrs, names = [], [], [], []
+        for p in files:
+            try:
+                x, sr = read_audio(p, allow_silent=False)
+            except AudioError as exc:
+                raise RirError(f"RirBank.from_folder: {exc}") from exc
+            if not 0 <= channel < x.shape[0]:
+                raise RirError(
+                    f"{p}: has {x.shape[0]} channel(s); channel={channel} does not exist"
+                )
+            x = np.asarray(resample(x[channel], sr, sample_rate), dtype=np.float64)
+            d = direct_path_index(x)
+            x = np.concatenate([np.zeros(max(0, pre - d)), x[max(0, d - pre) :]])
+            x = x / x[pre]
+            try:
+                t60, ratio, _ = _measure(x, sample_rate, pre)
+            except RirError as exc:
+                raise RirError(f"{p}: {exc}") from exc
+            rirs.append(x.astype(np.float32))
+            t60s.append(t60)
+            drrs.append(ratio)
+            names.append(p.relative_to(root).with_suffix("").as_posix())
+        return cls(rirs, t60s, drrs, [pre] * len(rirs), names, sample_rate)
+

@@ -1,0 +1,380 @@
+"""Rooms and their impulse responses: sample shoebox rooms, simulate them, measure RIRs.
+
+Conventions (the data pipeline relies on them):
+
+- A RIR is float32 ``(L,)`` at ``sample_rate``; ``rir[n]`` is the response ``n / sample_rate``
+  seconds after the source emits, so a simulated RIR's direct path sits at the geometric delay
+  ``distance / c * fs`` (pyroomacoustics' 40-sample fractional-delay lead-in is removed).
+- Level: a *simulated* RIR is multiplied by the source-microphone distance, which makes its
+  direct path a unit-gain fractional delay (gain 1 across the band, energy 1); its peak sample is
+  ``sinc(frac)`` of the sub-sample offset, i.e. in [0.64, 1]. A *measured* RIR is scaled so its
+  direct-path sample is +1 (polarity flipped if needed): a loudspeaker/microphone pair has no
+  physical unit gain, so the peak is the only anchor.
+- ``t60`` is always *measured* from the RIR (Schroeder, :func:`estimate_t60`); the room's
+  requested T60 is kept as ``RirBank.nominal_t60s`` (pyroomacoustics overshoots it).
+
+Banks of RIRs (parallel simulation, cache, measured folders) live in
+:mod:`dereverb.data.rir_bank`. This module needs only numpy (pyroomacoustics is imported when a
+room is simulated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+SPEED_OF_SOUND = 343.0  # m/s, pyroomacoustics' default constant
+DIRECT_WINDOW_MS = 2.5  # half-width of the direct-path window used by drr()
+RAYS_ISM_ORDER = 3  # image-source order under the ray tracer in hybrid mode
+
+
+class RirError(ValueError):
+    """Bad RIR input or configuration; the message names the file/argument and the fix."""
+
+
+# --------------------------------------------------------------------------- rooms
+
+
+Vec3 = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class RoomSpec:
+    """One shoebox room: dimensions (m), requested T60 (s), source/mic positions (m).
+
+    ``seed`` drives pyroomacoustics' ray tracer (hybrid mode) so a spec always gives one RIR.
+    """
+
+    dims: Vec3
+    t60: float
+    source: Vec3
+    mic: Vec3
+    seed: int = 0
+
+    @property
+    def distance(self) -> float:
+        """Source-microphone distance in metres."""
+        return float(np.linalg.norm(np.subtract(self.source, self.mic)))
+
+
+def sabine_absorption(t60: float, dims: Sequence[float], c: float = SPEED_OF_SOUND) -> float:
+    """Energy absorption coefficient that gives ``t60`` in a shoebox by Sabine's formula.
+
+    Same formula as ``pyroomacoustics.inverse_sabine``; > 1 means the room is too large (too
+    much surface per volume is not enough) for such a short T60.
+    """
+    lx, ly, lz = (float(d) for d in dims)
+    volume, surface = lx * ly * lz, 2.0 * (lx * ly + lx * lz + ly * lz)
+    return 24.0 * math.log(10.0) * volume / (c * surface * t60)
+
+
+def _vec3(v: Sequence[float]) -> Vec3:
+    # micrometre rounding: plain floats that print, compare and serialise cleanly
+    return tuple(round(float(x), 6) for x in v)  # type: ignore[return-value]
+
+
+def _check_range(name: str, r: Sequence[float], low: float = 0.0) -> tuple[float, float]:
+    if len(r) != 2 or not (low < float(r[0]) <= float(r[1])):
+        raise RirError(f"RoomSampler.{name}={tuple(r)!r}: need (min, max) with {low} < min <= max")
+    return float(r[0]), float(r[1])
+
+
+@dataclass(frozen=True)
+class RoomSampler:
+    """Distribution of shoebox rooms and source/microphone placements.
+
+    All values uniform within their ranges: T60 (s), room dimensions (m, per axis), source-mic
+    distance (m), microphone and source heights (m). Source and mic keep ``wall_clearance`` (m)
+    from the four walls. A draw whose placement does not fit (distance too long for the sampled
+    room) is redrawn, which biases long distances towards larger rooms.
+    """
+
+    t60_range: tuple[float, float] = (0.2, 1.0)
+    room_dims_min: Vec3 = (4.0, 3.5, 2.5)
+    room_dims_max: Vec3 = (10.0, 8.0, 3.5)
+    distance_range: tuple[float, float] = (1.0, 3.0)
+    wall_clearance: float = 0.5
+    mic_height_range: tuple[float, float] = (1.0, 1.6)
+    source_height_range: tuple[float, float] = (1.2, 1.8)
+    max_tries: int = 1000
+
+    def __post_init__(self) -> None:
+        # Float tuples, so the sampler hashes, compares and serialises (cache key) the same
+        # way whether it was built from lists of ints (YAML config) or tuples of floats.
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (list, tuple)):
+                object.__setattr__(self, f.name, tuple(float(x) for x in v))
+        object.__setattr__(self, "wall_clearance", float(self.wall_clearance))
+        t_lo, _ = _check_range("t60_range", self.t60_range)
+        _check_range("distance_range", self.distance_range)
+        _check_range("mic_height_range", self.mic_height_range)
+        _check_range("source_height_range", self.source_height_range)
+        if len(self.room_dims_min) != 3 or len(self.room_dims_max) != 3:
+            raise RirError("RoomSampler.room_dims_min/max: give three lengths (x, y, z) in metres")
+        for a, b in zip(self.room_dims_min, self.room_dims_max, strict=True):
+            if not 0 < a <= b:
+                raise RirError(
+                    f"RoomSampler.room_dims_min={self.room_dims_min} / room_dims_max="
+                    f"{self.room_dims_max}: need 0 < min <= max on every axis"
+                )
+        if self.wall_clearance < 0 or 2 * self.wall_clearance >= min(self.room_dims_min[:2]):
+            raise RirError(
+                f"RoomSampler.wall_clearance={self.wall_clearance}: must be >= 0 and leave floor "
+                f"space in the smallest room {self.room_dims_min}"
+            )
+        top = max(self.mic_height_range[1], self.source_height_range[1])
+        if top >= self.room_dims_min[2]:
+            raise RirError(
+                f"RoomSampler heights up to {top} m do not fit under the lowest ceiling "
+                f"{self.room_dims_min[2]} m; lower the height ranges or raise room_dims_min[2]"
+            )
+        worst = sabine_absorption(t_lo, self.room_dims_max)
+        if worst > 1.0:
+            raise RirError(
+                f"RoomSampler: T60 {t_lo} s is impossible in a {self.room_dims_max} m room "
+                f"(Sabine absorption {worst:.2f} > 1); raise t60_range[0] or shrink room_dims_max"
+            )
+
+    def sample(self, rng: np.random.Generator) -> RoomSpec:
+        """Draw one room; deterministic for a given generator state."""
+        t60 = float(rng.uniform(*self.t60_range))
+        seed = int(rng.integers(2**31 - 1))
+        for _ in range(self.max_tries):
+            dims = rng.uniform(self.room_dims_min, self.room_dims_max)
+            c = self.wall_clearance
+            mic = np.array(
+                [
+                    rng.uniform(c, dims[0] - c),
+                    rng.uniform(c, dims[1] - c),
+                    rng.uniform(*self.mic_height_range),
+                ]
+            )
+            dist = rng.uniform(*self.distance_range)
+            z = rng.uniform(*self.source_height_range)
+            horiz2 = dist**2 - (z - mic[2]) ** 2
+            if horiz2 <= 0:
+                continue
+            az = rng.uniform(0, 2 * np.pi)
+            src = mic + np.array(
+                [math.sqrt(horiz2) * math.cos(az), math.sqrt(horiz2) * math.sin(az), 0.0]
+            )
+            src[2] = z
+            if c <= src[0] <= dims[0] - c and c <= src[1] <= dims[1] - c:
+                return RoomSpec(_vec3(dims), t60, _vec3(src), _vec3(mic), seed)
+        raise RirError(
+            f"RoomSampler: no placement with distance in {self.distance_range} m fits rooms "
+            f"{self.room_dims_min}..{self.room_dims_max} m with wall_clearance {self.wall_clearance} m "
+            f"after {self.max_tries} tries; shorten distance_range or enlarge the rooms"
+        )
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+def simulate_rir(
+    spec: RoomSpec,
+    sample_rate: int = 16000,
+    max_order: int | None = None,
+    use_rays: bool = False,
+    air_absorption: bool = False,
+    max_length_s: float | None = None,
+    calibrate: int = 0,
+) -> np.ndarray:
+    """Simulate one shoebox RIR with pyroomacoustics -> float32 ``(L,)``.
+
+    Walls get the uniform Sabine absorption for ``spec.t60`` (``pra.inverse_sabine``).
+
+    Args:
+        max_order: cap on the image-source order. ``None`` uses the order ``inverse_sabine``
+            asks for (image sources out to ``c * T60``; cost grows as order^3, ~1.8 s for T60
+            1 s). A cap ends the image-source response early, so the decay is cut short;
+            docs/rir.md gives what a cap costs in measured T60.
+        use_rays: hybrid mode: image sources up to order ``max_order`` (default 3) for the
+            early reflections, pyroomacoustics' ray tracer for the late tail (seeded by
+            ``spec.seed``; note it sets pyroomacoustics' package-wide RNG).
+        air_absorption: frequency-dependent air absorption (octave bands; slower).
+        max_length_s: truncate the RIR to this many seconds.
+        calibrate: absorption-correction passes. Sabine's absorption overshoots the requested
+            T60 (measured T30 / requested: median 1.26, up to 1.6); each pass simulates,
+            measures T30 and scales the absorption by measured / requested (Sabine: T60 ~
+            1 / absorption). One pass brings T30 within about -8..+13 %, two within +-6 %
+            (docs/rir.md), at 2x / 3x the simulation cost.
+
+    The direct path lands at sample ``round(spec.distance / c * sample_rate)`` and is a
+    unit-gain fractional delay (see the module docstring).
+    """
+    import pyroomacoustics as pra  # imported here so pool workers set their threads first
+
+    if sample_rate <= 0:
+        raise RirError(f"simulate_rir: sample_rate must be positive, got {sample_rate}")
+    if max_order is not None and max_order < 0:
+        raise RirError(f"simulate_rir: max_order must be >= 0 or None, got {max_order}")
+    if calibrate < 0:
+        raise RirError(f"simulate_rir: calibrate must be >= 0 passes, got {calibrate}")
+    try:
+        absorption, sabine_order = pra.inverse_sabine(spec.t60, spec.dims)
+    except ValueError as exc:
+        raise RirError(
+            f"simulate_rir: T60 {spec.t60} s is too short for a {spec.dims} m room"
+        ) from exc
+    if use_rays:
+        order = RAYS_ISM_ORDER if max_order is None else max_order
+    else:
+        order = sabine_order if max_order is None else min(max_order, sabine_order)
+    rir = _shoebox_rir(spec, absorption, order, sample_rate, use_rays, air_absorption)
+    for _ in range(calibrate):
+        ratio = estimate_t60(rir, sample_rate) / spec.t60
+        if abs(ratio - 1) < 0.02:
+            break
+        absorption = float(np.clip(absorption * ratio, 1e-3, 0.999))
+        rir = _shoebox_rir(spec, absorption, order, sample_rate, use_rays, air_absorption)
+    if max_length_s is not None:
+        rir = rir[: max(1, int(round(max_length_s * sample_rate)))]
+    return rir
+
+
+def _shoebox_rir(
+    spec: RoomSpec, absorption: float, order: int, sr: int, rays: bool, air: bool
+) -> np.ndarray:
+    import pyroomacoustics as pra
+
+    room = pra.ShoeBox(
+        list(spec.dims),
+        fs=sr,
+        materials=pra.Material(absorption),
+        max_order=order,
+        air_absorption=air,
+        ray_tracing=rays,
+    )
+    if rays:
+        room.set_ray_tracing()
+        pra.random.seed(numpy=spec.seed, libroom=spec.seed)
+    room.add_source(list(spec.source))
+    room.add_microphone(list(spec.mic))
+    room.compute_rir()
+    rir = np.asarray(room.rir[0][0], dtype=np.float64)
+    # Drop the fractional-delay filters' lead-in so index 0 is the emission time.
+    rir = rir[pra.constants.get("frac_delay_length") // 2 :]
+    return (rir * spec.distance).astype(np.float32)  # pra's direct path has amplitude 1 / distance
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def direct_path_index(rir: np.ndarray, threshold_db: float = 6.0, refine: int = 16) -> int:
+    """Index of the direct path in ``rir (L,)``: the first sample within ``threshold_db`` of the
+    global peak, moved to the largest ``|rir|`` in the next ``refine`` samples.
+
+    Taking the *first* near-peak sample (rather than the arg-max) stays on the direct sound when a
+    reflection is as strong; noise before the onset is far below the threshold, so it is ignored.
+    """
+    a = np.abs(np.asarray(rir, dtype=np.float64).reshape(-1))
+    if a.size == 0 or not np.any(a > 0):
+        raise RirError("direct_path_index: the RIR is empty or all zeros")
+    first = int(np.argmax(a >= a.max() * 10 ** (-threshold_db / 20)))
+    return first + int(np.argmax(a[first : first + refine]))
+
+
+def drr(rir: np.ndarray, sr: int, direct_index: int, window_ms: float = DIRECT_WINDOW_MS) -> float:
+    """Direct-to-reverberant ratio in dB of ``rir (L,)``.
+
+    Direct = energy within ``±window_ms`` of ``direct_index``; reverberant = everything after that
+    window (samples before it, e.g. pre-onset noise, are ignored). ``inf`` without a tail.
+    """
+    e = np.asarray(rir, dtype=np.float64).reshape(-1) ** 2
+    w = int(round(window_ms * 1e-3 * sr))
+    d = int(direct_index)
+    direct = e[max(0, d - w) : d + w + 1].sum()
+    reverb = e[d + w + 1 :].sum()
+    if direct <= 0:
+        raise RirError(f"drr: no energy around direct_index={d}; pass direct_path_index(rir)")
+    return float("inf") if reverb <= 0 else float(10 * np.log10(direct / reverb))
+
+
+NOISE_HEADROOM_DB = 10.0  # ISO 3382: the fit range ends >= 10 dB above the noise floor
+
+
+def _decay_analysis(e: np.ndarray, sr: int) -> tuple[float, int, float]:
+    """``(noise power, usable length, dynamic range dB)`` of energy ``e (L,)`` from the onset.
+
+    A measured RIR ends in stationary noise: its last 10 % has the same power (within 3 dB) in
+    both halves and is dense (kurtosis < 6; Gaussian noise has 3, the sparse late image-source
+    arrivals of a simulated RIR 20-80). Then the decay is used only until its 10-ms envelope falls to 3 dB above that
+    noise, and the dynamic range is envelope peak over noise. A simulated RIR's tail still
+    decays: no noise, all samples, and an unlimited range (its Schroeder curve is exact).
+    """
+    n = e.size
+    k = max(1, int(0.01 * sr))
+    env = np.convolve(e, np.ones(k) / k, mode="same")
+    peak = int(np.argmax(env))
+    tail = e[-max(n // 10, 2) :]
+    p1, p2 = tail[: tail.size // 2].mean(), tail[tail.size // 2 :].mean()
+    kurtosis = float(np.mean(tail**2) / max(tail.mean() ** 2, 1e-300))  # e = x^2: E[x^4]/E[x^2]^2
+    if p1 <= 0 or p2 <= 0 or abs(10 * np.log10(p1 / p2)) > 3.0 or kurtosis > 6.0:
+        return 0.0, n, float("inf")
+    noise = float(tail.mean())
+    below = np.nonzero(env[peak:] <= 2.0 * noise)[0]
+    cut = peak + int(below[0]) if below.size else n
+    return noise, max(cut, 1), float(10 * np.log10(env[peak] / noise))
+
+
+def _edc(rir: np.ndarray, sr: int, start: int | None) -> tuple[np.ndarray, float]:
+    x = np.asarray(rir, dtype=np.float64).reshape(-1)
+    s = direct_path_index(x) if start is None else int(start)
+    e = x[s:] ** 2
+    if e.size == 0 or e.sum() <= 0:
+        raise RirError(f"energy_decay_curve: no energy after start={s}")
+    noise, cut, range_db = _decay_analysis(e, sr)
+    edc = np.cumsum((e[:cut] - noise)[::-1])[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = 10 * np.log10(np.maximum(edc, 0) / edc[0])
+    return db, range_db
+
+
+def energy_decay_curve(rir: np.ndarray, sr: int, start: int | None = None) -> np.ndarray:
+    """Schroeder energy decay curve in dB (0 dB at ``start``) of ``rir (L,)`` -> ``(L',)``.
+
+    Starts at ``start`` (default: the direct path). A noise floor (see ``_decay_analysis``) is
+    cut off and its power subtracted (Chu's compensation) so the curve does not flatten into
+    noise; ``-inf`` where the compensated energy is used up.
+    """
+    return _edc(rir, sr, start)[0]
+
+
+def estimate_t60(
+    rir: np.ndarray,
+    sr: int,
+    decay_db: float = 30.0,
+    start_db: float = -5.0,
+    min_decay_db: float = 20.0,
+) -> float:
+    """T60 in seconds of ``rir (L,)`` by Schroeder backward integration.
+
+    Least-squares line through the energy decay curve between ``start_db`` and
+    ``start_db - decay_db`` (T30 by default), extrapolated to -60 dB. With a noise floor
+    (measured RIRs) the fit must end ``NOISE_HEADROOM_DB`` above it; when the RIR's
+    dynamic range is too small for that, the span shrinks down to ``min_decay_db`` (T20), and
+    below that :class:`RirError` is raised.
+    """
+    db, range_db = _edc(rir, sr, None)
+    span = min(decay_db, range_db + start_db - NOISE_HEADROOM_DB)
+    if span < min_decay_db:
+        raise RirError(
+            f"estimate_t60: the RIR's decay spans only {range_db:.0f} dB above its noise floor; "
+            f"T{min_decay_db:.0f} needs {min_decay_db - start_db + NOISE_HEADROOM_DB:.0f} dB "
+            "(a longer or cleaner RIR)"
+        )
+    lo, hi = start_db - span, start_db
+    i0 = int(np.argmax(db <= hi))
+    i1 = int(np.argmax(db <= lo))
+    if i1 - i0 < 3:  # a near-instant decay (anechoic): go by the crossing times
+        return float((i1 - i0) / sr * 60.0 / span)
+    t = np.arange(i0, i1 + 1) / sr
+    slope = np.polyfit(t, db[i0 : i1 + 1], 1)[0]
+    return float(-60.0 / slope) if slope < 0 else float("inf")
+

@@ -1,0 +1,329 @@
+"""Evaluation item sources: the (reverberant, clean) items a system is scored on.
+
+- :func:`datamodule_items`: the :class:`~dereverb.data.datamodule.DereverbDataModule`'s *test
+  split*, from the ``data:`` arguments of a training config (:func:`load_datamodule_config`,
+  :func:`build_datamodule`).
+- :func:`measured_items`: speech x every measured RIR of a folder, pairs built as in training
+  (:func:`dereverb.data.pairs.make_pair`), item ``i`` seeded by ``(seed, i)``, rooms (first-level
+  subfolders) taken in turn.
+- :func:`paired_items`: ``FOLDER/reverb/*`` with ``FOLDER/clean/*`` of the same relative names.
+- :func:`unpaired_items`: real reverberant recordings without a reference (SRMR only).
+
+Each returns item *loaders* (one callable per item, so a long test set is never all in
+memory; :class:`LazyItems` iterates them). An item is a dict with ``id`` (unique str),
+``reverb (L,)`` and ``clean (L,) | None`` float32, ``t60`` (s, NaN when unknown) and optional
+metadata (``drr``, ``rir``, ``room``). Bad input raises :class:`EvaluationError` with one line
+naming the option or file and the fix.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import re
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dereverb.cli_errors import one_line, read_yaml_mapping
+from dereverb.data.pairs import make_pair
+from dereverb.data.rir_bank import RirBank
+from dereverb.data.rooms import RirError, RoomSampler
+from dereverb.data.speech import CorpusError, SpeechCorpus, SyntheticSpeech
+from dereverb.signal.audio import AudioError, find_audio_files, load
+
+if TYPE_CHECKING:
+    from dereverb.data.datamodule import DereverbDataModule
+
+__all__ = [
+    "MEASURED_SEED_TAG",
+    "EvaluationError",
+    "ItemLoader",
+    "LazyItems",
+    "build_datamodule",
+    "datamodule_items",
+    "load_datamodule_config",
+    "measured_items",
+    "paired_items",
+    "unpaired_items",
+]
+
+MEASURED_SEED_TAG = 7  # keeps measured-source items apart from the DataModule's split streams
+
+ItemLoader = Callable[[], dict[str, Any]]
+
+
+class EvaluationError(Exception):
+    """Bad input for an evaluation; the message names the argument/file and the fix."""
+
+
+def _as_item(
+    idx: str, reverb: np.ndarray, clean: np.ndarray | None, t60: float = math.nan, **meta: Any
+) -> dict[str, Any]:
+    return {
+        "id": idx,
+        "reverb": np.asarray(reverb, dtype=np.float32),
+        "clean": None if clean is None else np.asarray(clean, dtype=np.float32),
+        "t60": float(t60),
+        **meta,
+    }
+
+
+class LazyItems:
+    """A sized iterable over item loaders (each called once, when its item is evaluated)."""
+
+    def __init__(self, loaders: Sequence[ItemLoader]) -> None:
+        self.loaders = list(loaders)
+
+    def __len__(self) -> int:
+        return len(self.loaders)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (load() for load in self.loaders)
+
+
+# ============================================================================ the DataModule
+def load_datamodule_config(path: str | os.PathLike | None) -> dict[str, Any]:
+    """The ``data`` section of a training YAML (LightningCLI layout) as DataModule arguments
+    (a ``class_path``/``init_args`` section gives its ``init_args``); ``{}`` for None."""
+    if path is None:
+        return {}
+    p = Path(path)
+    cfg = read_yaml_mapping(
+        p,
+        option="--datamodule-config",
+        example="a training config such as configs/quickstart.yaml",
+        expected="a mapping with a 'data:' section",
+        error=EvaluationError,
+    )
+    data = cfg.get("data", cfg if "model" not in cfg and "trainer" not in cfg else {})
+    if isinstance(data, dict) and "init_args" in data:
+        data = data["init_args"]
+    if not isinstance(data, dict):
+        raise EvaluationError(
+            f"--datamodule-config {p}: 'data:' must be a mapping of DataModule arguments"
+        )
+    return dict(data)
+
+
+def _raised_by(exc: BaseException, cls: type) -> bool:
+    """Whether ``exc`` was raised inside a method of a ``cls`` instance."""
+    return any(
+        isinstance(f.f_locals.get("self"), cls) for f, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
+def _config_error(exc: BaseException) -> EvaluationError:
+    """jsonargparse's (nested, multi-line) error -> one line ``data.<key>: <innermost reason>``."""
+    root = exc
+    while root.__cause__ is not None:  # jsonargparse wraps a nested class's own error
+        root = root.__cause__
+    m = re.match(r'Parser key "([^"]+)":\s*', str(exc))
+    text = one_line(re.sub(r'^Parser key "[^"]+":\s*', "", str(root))) or type(root).__name__
+    if m:
+        key = m.group(1)
+    elif _raised_by(root, RoomSampler):
+        key = "data.room"
+    else:
+        key = (
+            None if text.startswith("data.") else "data"
+        )  # the DataModule's own messages say data.<key>
+    return EvaluationError(f"{key}: {text}" if key else text)
+
+
+def build_datamodule(kwargs: Mapping[str, Any]) -> DereverbDataModule:
+    """A :class:`~dereverb.data.datamodule.DereverbDataModule` from its arguments (a config's
+    ``data:`` section), parsed and instantiated by jsonargparse as ``dereverb.train`` does: YAML
+    lists become tuples, ``room`` may be a mapping of :class:`~dereverb.data.rooms.RoomSampler`
+    arguments or a ``class_path``/``init_args`` pair. Raises :class:`EvaluationError`."""
+    from jsonargparse import ArgumentError, ArgumentParser
+
+    from dereverb.data.datamodule import DereverbDataModule
+
+    kw = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in kwargs.items()}
+    allowed = set(inspect.signature(DereverbDataModule.__init__).parameters) - {"self"}
+    unknown = sorted(set(kw) - allowed)
+    if unknown:  # before jsonargparse: one message listing every unknown key
+        raise EvaluationError(
+            f"data config: unknown DataModule argument(s) {', '.join(unknown)}; "
+            "see dereverb/data/datamodule.py"
+        )
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(DereverbDataModule, "data")
+    try:
+        return parser.instantiate(parser.parse_object({"data": kw})).data
+    except (ArgumentError, ValueError, TypeError) as exc:
+        raise _config_error(exc) from exc
+
+
+def datamodule_items(kwargs: Mapping[str, Any]) -> tuple[list[ItemLoader], int, str]:
+    """The DataModule's test split: ``(item loaders, sample_rate, description)``.
+
+    Items are built lazily (one loader per index) so a long test set is never all in memory.
+    """
+    dm = build_datamodule(kwargs)
+    ds = dm.build_dataset("test")
+    names = ds.rirs.names
+
+    def load_item(i: int) -> dict[str, Any]:
+        it = ds.item(i)
+        return _as_item(
+            f"test-{i:05d}", it.reverb, it.clean, it.t60, drr=float(it.drr), rir=names[it.rir_index]
+        )
+
+    hp = dm.hparams  # the DataModule's own arguments, defaults filled in
+    desc = (
+        f"DataModule test split: speech={hp.get('speech')}, rirs={hp.get('rirs')}, {len(ds)} items of "
+        f"{hp.get('segment_seconds'):g} s, target={hp.get('clean_target', hp.get('target'))}, seed={hp.get('seed')}"
+    )
+    return (
+        [lambda i=i: load_item(i) for i in range(len(ds))],
+        int(hp.get("sample_rate", 16000)),
+        desc,
+    )
+
+
+# ============================================================================ measured RIRs
+def measured_items(
+    rirs: str | os.PathLike,
+    speech: str | os.PathLike = "synthetic",
+    n_items: int = 24,
+    segment_seconds: float = 4.0,
+    sample_rate: int = 16000,
+    seed: int = 0,
+    target: str = "dry",
+    gain_db_range: tuple[float, float] = (-6.0, 0.0),
+    speech_split: str = "all",
+    channel: int = 0,
+    min_duration: float = 1.0,
+) -> tuple[list[ItemLoader], str]:
+    """Speech x measured RIRs, built like training pairs: ``(item loaders, description)``.
+
+    Item ``i``: speech crop ``speech.item(i, L)`` (deterministic), room ``i mod n_rooms``
+    (rooms = first-level subfolders of ``rirs``, so every room gets its share), one of that
+    room's RIRs and a gain drawn from ``default_rng([seed, 7, i])``, then
+    :func:`dereverb.data.pairs.make_pair` (direct-path-aligned clean ``target``: ``dry`` or
+    ``early``; shared gain, no clipping).
+    """
+    if not Path(rirs).is_dir():
+        raise EvaluationError(
+            f"--rirs {rirs}: not a folder; give a folder of measured RIR WAV/FLAC files"
+        )
+    if n_items < 1:
+        raise EvaluationError(f"--n-items must be >= 1, got {n_items}")
+    try:
+        bank = RirBank.from_folder(rirs, sample_rate=sample_rate, channel=channel)
+    except RirError as exc:
+        raise EvaluationError(f"--rirs: {exc}") from exc
+    try:
+        if str(speech) == "synthetic":
+            source: Any = SyntheticSpeech(sample_rate=sample_rate, seed=seed)
+        else:
+            if not Path(speech).is_dir():
+                raise EvaluationError(
+                    f"--speech {speech}: not a folder; give a folder of WAV/FLAC speech or 'synthetic'"
+                )
+            source = SpeechCorpus(
+                speech, sample_rate=sample_rate, min_duration=min_duration, seed=seed
+            )
+        if speech_split != "all":
+            source = source.split(speech_split)
+    except (CorpusError, ValueError) as exc:
+        raise EvaluationError(f"--speech: {exc}") from exc
+    rooms: dict[str, list[int]] = {}
+    for i, name in enumerate(bank.names):
+        rooms.setdefault(name.split("/")[0] if "/" in name else ".", []).append(i)
+    room_names = sorted(rooms)
+    length = int(round(segment_seconds * sample_rate))
+
+    def load_item(i: int) -> dict[str, Any]:
+        rng = np.random.default_rng([seed, MEASURED_SEED_TAG, i])
+        room = room_names[i % len(room_names)]
+        r = bank[rooms[room][int(rng.integers(len(rooms[room])))]]
+        gain_db = float(rng.uniform(*gain_db_range))
+        dry = source.item(i, length)
+        reverb, clean = make_pair(dry, r.rir, r.direct_index, sample_rate, target, gain_db)  # type: ignore[arg-type]
+        return _as_item(
+            f"measured-{i:05d}", reverb, clean, r.t60, drr=float(r.drr), rir=r.name, room=room
+        )
+
+    desc = (
+        f"speech={speech} (split {speech_split}) x measured RIRs {rirs} ({len(bank)} RIRs, rooms "
+        f"{', '.join(room_names)}), {n_items} items of {segment_seconds:g} s, target={target}, seed={seed}"
+    )
+    return [lambda i=i: load_item(i) for i in range(n_items)], desc
+
+
+# ============================================================================ audio folders
+def _read_mono(path: Path, sample_rate: int) -> np.ndarray:
+    try:
+        return load(path, sample_rate=sample_rate, mono=True)
+    except AudioError as exc:
+        raise EvaluationError(str(exc)) from exc
+
+
+def paired_items(
+    folder: str | os.PathLike, sample_rate: int = 16000
+) -> tuple[list[ItemLoader], str, list[str]]:
+    """``folder/reverb/X`` with ``folder/clean/X`` (same relative path, any audio extension):
+    ``(item loaders, description, notes)``. Both are downmixed, resampled to ``sample_rate``
+    and cut to the shorter length; the clean file must be time-aligned with the reverberant
+    file's direct sound."""
+    root = Path(folder)
+    rdir, cdir = root / "reverb", root / "clean"
+    if not rdir.is_dir() or not cdir.is_dir():
+        raise EvaluationError(
+            f"--paired {root}: needs subfolders reverb/ and clean/ with same-named audio files"
+        )
+    rev = {p.relative_to(rdir).with_suffix("").as_posix(): p for p in find_audio_files(rdir)}
+    cln = {p.relative_to(cdir).with_suffix("").as_posix(): p for p in find_audio_files(cdir)}
+    if not rev:
+        raise EvaluationError(f"--paired {root}: no audio files in {rdir}")
+    common = sorted(set(rev) & set(cln))
+    if not common:
+        raise EvaluationError(
+            f"--paired {root}: no file in reverb/ has a same-named file in clean/; name pairs identically"
+        )
+    notes = []
+    if len(common) < max(len(rev), len(cln)):
+        notes.append(
+            f"{len(set(rev) - set(cln))} reverb and {len(set(cln) - set(rev))} clean file(s) without a partner were skipped"
+        )
+
+    def load_item(name: str) -> dict[str, Any]:
+        r, c = _read_mono(rev[name], sample_rate), _read_mono(cln[name], sample_rate)
+        n = min(r.shape[-1], c.shape[-1])
+        return _as_item(name, r[:n], c[:n], math.nan)
+
+    return (
+        [lambda n=n: load_item(n) for n in common],
+        f"paired folder {root} ({len(common)} pairs)",
+        notes,
+    )
+
+
+def unpaired_items(
+    folder: str | os.PathLike, sample_rate: int = 16000
+) -> tuple[list[ItemLoader], str]:
+    """Every audio file under ``folder`` as an item without reference (SRMR only)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise EvaluationError(
+            f"--unpaired {root}: not a folder; give a folder of reverberant recordings"
+        )
+    files = find_audio_files(root)
+    if not files:
+        raise EvaluationError(f"--unpaired {root}: no audio files found")
+
+    def load_item(p: Path) -> dict[str, Any]:
+        return _as_item(
+            p.relative_to(root).with_suffix("").as_posix(), _read_mono(p, sample_rate), None
+        )
+
+    return [
+        lambda p=p: load_item(p) for p in files
+    ], f"unpaired folder {root} ({len(files)} recordings, SRMR only)"

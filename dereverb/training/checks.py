@@ -1,0 +1,142 @@
+"""Configuration checks run before training starts: each raises :class:`ConfigError` with one
+line naming the key and the fix, before any log or checkpoint is written."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import Namespace
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from dereverb import representations as reps
+from dereverb.cli_errors import one_line, unwritable_reason
+from dereverb.data.datamodule import DereverbDataModule
+from dereverb.data.rooms import RirError
+from dereverb.data.speech import CorpusError
+from dereverb.inference.checkpoint import read_checkpoint
+from dereverb.models.dereverber import upgrade_state_dict
+from dereverb.models.net_spec import NetSpecError, net_spec, upgrade_hparams
+
+
+class ConfigError(ValueError):
+    """A bad training configuration; the message names the key and the fix."""
+
+
+def legacy_key_hint(key: str) -> str:
+    """The one-line refusal of a U-Net argument given at the old place ``model.<key>``."""
+    return (
+        f"model.{key}: the network's arguments moved under model.net; use --model.net.init_args.{key} "
+        f"(YAML: model: {{net: {{init_args: {{{key}: ...}}}}}})"
+    )
+
+
+def check_representation(model_cfg: Namespace) -> None:
+    """``model.representation`` / ``model.representation_kwargs`` build; else :class:`ConfigError`
+    naming the key and the valid choices (instead of a ValueError deep in instantiation)."""
+    name = model_cfg.get("representation")
+    kwargs = model_cfg.get("representation_kwargs") or {}
+    if name not in reps.names():
+        raise ConfigError(f"model.representation: unknown representation {name!r}; choose one of: {', '.join(reps.names())}")
+    try:
+        reps.build(name, **dict(kwargs))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"model.representation_kwargs: {one_line(str(exc))}") from exc
+
+
+def check_net(model_cfg: Namespace) -> dict[str, Any]:
+    """``model.net`` names an importable ``nn.Module`` that takes ``in_channels`` /
+    ``out_channels`` and these ``init_args``; returns its plain spec, else :class:`ConfigError`."""
+    try:
+        return net_spec(model_cfg.get("net"))
+    except NetSpecError as exc:
+        raise ConfigError(one_line(str(exc))) from exc
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"net": {"init_args": {"depth": 2}}}`` -> ``{"net.init_args.depth": 2}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_version(ckpt_path: str) -> str | None:
+    """``.../version_3/checkpoints/last.ckpt`` -> ``"version_3"``; None for other layouts."""
+    parts = Path(ckpt_path).parts
+    if len(parts) >= 3 and parts[-2] == "checkpoints" and parts[-3].startswith("version_"):
+        return parts[-3]
+    return None
+
+
+def check_resume_checkpoint(ckpt_path: str, model: LightningModule) -> None:
+    """Refuse a ``--ckpt_path`` that cannot resume this configuration, with one clear message:
+    not a DereverbModule checkpoint, weights only (no optimizer/loop state), or weights whose
+    names or shapes do not fit the configured model (names the differing hyperparameters)."""
+    p = Path(ckpt_path)
+    ckpt = read_checkpoint(p, option="--ckpt_path")
+    if "loops" not in ckpt or "optimizer_states" not in ckpt:
+        raise ConfigError(
+            f"{p}: holds weights only (no optimizer or loop state), so training cannot resume from it; "
+            "pass a last.ckpt written by python -m dereverb.train or start a new run without --ckpt_path"
+        )
+    own, theirs = model.state_dict(), upgrade_state_dict(ckpt["state_dict"])
+    bad = sorted(set(own) ^ set(theirs)) + [k for k in own if k in theirs and tuple(own[k].shape) != tuple(theirs[k].shape)]
+    if not bad:
+        return
+    # Old checkpoints hold the U-Net's arguments flat: compare them at their new place.
+    theirs_hp = _flat(upgrade_hparams({k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}))
+    own_hp = _flat(dict(model.hparams))
+    diffs = [f"model.{k}={v!r} in the checkpoint, {own_hp[k]!r} here" for k, v in theirs_hp.items() if k in own_hp and own_hp[k] != v]
+    detail = "; ".join(diffs[:4]) if diffs else f"e.g. {bad[0]}"
+    config = p.parent.parent / "config.yaml"
+    hint = f" (e.g. --config {config})" if config.exists() else ""
+    raise ConfigError(
+        f"{p}: the checkpoint's model does not fit this configuration ({detail}); "
+        f"resume with the configuration it was trained with{hint}"
+    )
+
+
+def check_writable(path: str | os.PathLike, key: str) -> None:
+    """``path`` (need not exist yet) can be created and written; creates nothing."""
+    reason = unwritable_reason(path)
+    if reason is not None:
+        raise ConfigError(f"{key}={path}: {reason}; choose a writable {key}")
+
+
+def check_output_folders(trainer: Trainer) -> None:
+    """Every folder training will write to (logs, checkpoints) can be written, before any work."""
+    loggers = [lg for lg in trainer.loggers if getattr(lg, "save_dir", None)]
+    for lg in loggers:
+        check_writable(lg.save_dir, "trainer.logger.init_args.save_dir")
+    if not loggers:
+        check_writable(trainer.default_root_dir, "trainer.default_root_dir")
+    cb = trainer.checkpoint_callback
+    if isinstance(cb, ModelCheckpoint) and cb.dirpath:
+        check_writable(cb.dirpath, "checkpoint.dirpath")
+
+
+def check_data(datamodule: Any) -> None:
+    """Read the speech folder and measured RIRs now (the DataModule caches both), so an empty or
+    unusable folder fails with one line before any log or checkpoint is written."""
+    if not isinstance(datamodule, DereverbDataModule):
+        return
+    try:
+        if datamodule.speech != "synthetic":
+            source = datamodule.speech_source()
+            for split in ("train", "val"):
+                source.split(split)
+    except CorpusError as exc:
+        raise ConfigError(f"data.speech: {one_line(str(exc))}") from exc
+    try:
+        if datamodule.rirs != "simulated":
+            for split in ("train", "val"):
+                datamodule.rir_bank(split)
+    except RirError as exc:
+        raise ConfigError(f"data.rirs: {one_line(str(exc))}") from exc

@@ -1,0 +1,111 @@
+"""The DataModule: batches, determinism, fresh training items, disjoint splits, the device path."""
+
+import pytest
+import torch
+
+from dereverb.data.datamodule import DereverbDataModule
+from dereverb.data.pairs import EpochSampler
+from dereverb.data.rooms import RoomSampler
+from tests.conftest import shared_path
+from tests.data.conftest import SMALL_ROOMS
+
+
+def small_dm(cache_dir, **kw):
+    args = dict(
+        speech="synthetic", rirs="simulated", segment_seconds=1.0, batch_size=4, train_items=8,
+        val_items=4, test_items=4, rir_bank_sizes=(6, 3, 3), room=RoomSampler(**SMALL_ROOMS),
+        rir_max_order=12, rir_calibrate=0, rir_cache_dir=cache_dir, synthetic_speakers=30,
+    )
+    args.update(kw)
+    return DereverbDataModule(**args)
+
+
+def test_batches_have_documented_keys_shapes(cache_dir):
+    dm = small_dm(cache_dir)
+    dm.setup("fit")
+    b = next(iter(dm.train_dataloader()))
+    assert b["reverb"].shape == b["clean"].shape == (4, 16000)
+    assert b["t60"].shape == b["drr"].shape == (4,)
+    assert b["reverb"].dtype == torch.float32
+    assert torch.isfinite(b["reverb"]).all() and b["clean"].abs().max() <= 0.99 + 1e-6
+    assert (b["t60"] > 0.1).all()
+
+
+def test_val_items_identical_across_instances(cache_dir):
+    a = next(iter(small_dm(cache_dir).val_dataloader()))
+    b = next(iter(small_dm(cache_dir).val_dataloader()))
+    for k in ("reverb", "clean", "rir_index"):
+        assert torch.equal(a[k], b[k])
+
+
+def test_train_items_differ_between_epochs_and_workers_but_not_with_worker_count(cache_dir):
+    dm = small_dm(cache_dir)
+    loader = dm.train_dataloader()
+    sampler = loader.sampler
+    assert isinstance(sampler, EpochSampler)
+    sampler.set_epoch(0)
+    e0 = torch.cat([b["reverb"] for b in loader])
+    sampler.set_epoch(1)
+    e1 = torch.cat([b["reverb"] for b in loader])
+    assert e0.shape == e1.shape and not torch.allclose(e0, e1)
+    # every item of an epoch is distinct (each index is handed to exactly one worker)
+    assert len({tuple(x[:50].tolist()) for x in e0}) == e0.shape[0]
+    dm2 = small_dm(cache_dir, num_workers=2)
+    l2 = dm2.train_dataloader()
+    l2.sampler.set_epoch(0)
+    w0 = torch.cat([b["reverb"] for b in l2])
+    assert torch.allclose(e0, w0)  # reproducible whatever the worker count
+
+
+def test_splits_share_no_speaker_and_no_rir(cache_dir):
+    dm = small_dm(cache_dir)
+    src = dm.speech_source()
+    spk = {s: set(src.split(s).speakers) for s in ("train", "val", "test")}
+    assert not (spk["train"] & spk["val"]) and not (spk["train"] & spk["test"]) and not (spk["val"] & spk["test"])
+    banks = {s: dm.rir_bank(s) for s in ("train", "val", "test")}
+    keys = {s: {r.rir[:64].tobytes() for r in b} for s, b in banks.items()}
+    assert not (keys["train"] & keys["val"]) and not (keys["train"] & keys["test"]) and not (keys["val"] & keys["test"])
+
+
+def test_measured_rirs_as_source_split_disjointly(tmp_path):
+    folder = shared_path("rirs", "surrey-room-a")
+    dm = DereverbDataModule(rirs=str(folder), segment_seconds=1.0, val_items=2, synthetic_speakers=30)
+    names = {s: {r.name for r in dm.rir_bank(s)} for s in ("train", "val", "test")}
+    assert sum(len(v) for v in names.values()) == 37
+    assert not (names["train"] & names["val"]) and not (names["val"] & names["test"])
+    item = dm.build_dataset("val").item(0)
+    assert item.reverb.shape == (16000,) and 0.15 < item.t60 < 0.6
+
+
+def test_bad_config_values_raise_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="clean_target"):
+        DereverbDataModule(clean_target="wet")
+    with pytest.raises(ValueError, match="data.speech"):
+        DereverbDataModule(speech=str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="data.rirs"):
+        DereverbDataModule(rirs=str(tmp_path / "nope"))
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize("target", ["dry", "early"])
+def test_device_path_builds_the_same_pairs_as_the_cpu_path(cache_dir, target, device):
+    cpu = small_dm(cache_dir, clean_target=target)
+    dev = small_dm(cache_dir, clean_target=target, reverb_on_device=True)
+    for split in ("train", "val"):
+        loader_c = cpu._loader(split)
+        loader_d = dev._loader(split)
+        if split == "train":
+            loader_c.sampler.set_epoch(3)
+            loader_d.sampler.set_epoch(3)
+        bc = next(iter(loader_c))
+        bd = next(iter(loader_d))
+        assert "reverb" not in bd  # workers did not convolve
+        bd = dev.on_after_batch_transfer({k: v.to(device) for k, v in bd.items()}, 0)
+        assert bd["reverb"].device.type == device
+        bd = {k: v.cpu() for k, v in bd.items()}
+        assert torch.allclose(bc["reverb"], bd["reverb"], atol=2e-5)
+        assert torch.allclose(bc["clean"], bd["clean"], atol=2e-5)
+        assert torch.equal(bc["t60"], bd["t60"])
