@@ -57,8 +57,8 @@ from dereverb.evaluation.report import OUTPUT_FILES, summarize, write_outputs
 from dereverb.evaluation.scoring import SRMR_MODES, evaluate_systems
 from dereverb.evaluation.systems import CheckpointSystem, build_systems
 from dereverb.inference.checkpoint import CheckpointError, DeviceError
-from dereverb.signal.audio import AudioError
-from dereverb.signal.dsp import PHASE_METHODS
+from dereverb.signals.audio import AudioError
+from dereverb.signals.dsp import PHASE_METHODS
 
 __all__ = ["OUTPUT_FILES", "build_parser", "main", "parse_args", "run"]
 

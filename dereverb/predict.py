@@ -40,8 +40,8 @@ from dereverb.inference.enhance import (
     dereverberate,
 )
 from dereverb.inference.files import Job, collect_inputs, plan_jobs, process_file
-from dereverb.signal import dsp
-from dereverb.signal.audio import AudioError
+from dereverb.signals import dsp
+from dereverb.signals.audio import AudioError
 
 # Re-exported: the Python API of this command's library.
 __all__ = ["CheckpointError", "dereverberate", "load_model", "main", "read_checkpoint"]

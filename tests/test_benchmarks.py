@@ -104,3 +104,20 @@ def test_gpu_utilisation_sampler_on_cpu_reports_nothing():
         torch.randn(256, 256) @ torch.randn(256, 256)
     assert util.mean is None and util.samples == []
     assert f"{util:>4}" == "   -"
+
+
+def test_startup_benchmark_prints_ratios(tmp_path):
+    out = bench(tmp_path, "startup.py", "--repeats", "1", "--seconds", "3")
+    for name in ("import torch", "predict --help", "import dereverb.predict"):
+        [row] = rows(out, name)
+        positive(row[1])
+        positive(row[4])  # peak RSS MB
+    assert re.search(r"start-up ratio predict --help / import torch: \d+\.\d+ \(goal <= 1\.3\) (PASS|FAIL)", out)
+    assert re.search(r"peak RSS of predict over import torch: \+-?\d+ MB \(goal <= \+250 MB\) (PASS|FAIL)", out)
+
+
+def test_speech_benchmark(tmp_path):
+    out = bench(tmp_path, "speech.py", "--seconds", "1", "--repeats", "1")
+    [row] = rows(out, "1")
+    positive(row[1])
+    positive(row[2])

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dereverb"
 # Lower number = lower layer. A module may import its own layer or any lower one.
 LAYERS = {
     "atomic": 0, "cli_errors": 0,
-    "signal": 1,
+    "signals": 1,
     "representations": 2,
     "models": 3, "data": 3,
     "training": 4, "inference": 4,
@@ -19,9 +19,8 @@ LAYERS = {
     "train": 7, "predict": 7, "evaluate": 7, "study": 7, "export": 7,
 }
 COMMANDS = {name for name, layer in LAYERS.items() if layer == 7}
-# Sideways exceptions, each with its reason: evaluation of a checkpoint needs inference (both
-# layer 4/5 are fine), and training's TensorBoard media and checks use nothing above them.
-LEAN = {"inference", "models", "representations", "signal"}  # must never import Lightning
+# The inference side: what python -m dereverb.predict imports.
+LEAN = {"inference", "models", "representations", "signals"}  # must never import Lightning
 
 
 def _modules() -> list[tuple[str, Path]]:
@@ -86,3 +85,13 @@ def test_no_dunder_import_or_import_fallbacks_for_own_modules() -> None:
                 if own:
                     bad.append(f"{path}:{node.lineno}: import fallback for the package's own module")
     assert not bad, "\n".join(bad)
+
+
+def test_no_folder_shadows_a_standard_library_module() -> None:
+    """A package named like a stdlib module (``signal``, ``io``, ...) replaces it for any process
+    whose ``sys.path`` holds its parent folder (a script run from ``dereverb/`` or ``tests/``)."""
+    import sys
+
+    folders = [p for root in (PACKAGE, PACKAGE.parent / "tests") for p in root.rglob("*") if p.is_dir()]
+    clashes = sorted(str(p) for p in folders if p.name in sys.stdlib_module_names)
+    assert not clashes, clashes

@@ -30,10 +30,11 @@ from dereverb.data.pairs import EpochSampler
 from dereverb.data.rooms import RoomSampler
 from dereverb.data.speech import CorpusWarning
 from dereverb.inference import files
-from dereverb.signal.audio import write_audio
+from dereverb.signals.audio import write_audio
 from dereverb.training.callbacks import DEFAULT_AUTOSAVE_STEPS, RNG_KEY
 from dereverb.training.checkpoint_io import AtomicCheckpointIO
 from dereverb.training.run import TrainingInterrupted, run
+from tests.conftest import noise, tiny_train_args, write_wav
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
@@ -44,37 +45,8 @@ SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 # ============================================================================ helpers
 def tiny(tmp: Path, cache: Path, name: str = "rel", **over: str) -> list[str]:
-    """Quickstart shrunk to seconds: 0.5-s items, 4 steps per epoch, a depth-2 U-Net."""
-    opts = {
-        "trainer.enable_progress_bar": "false",
-        "trainer.enable_model_summary": "false",
-        "trainer.num_sanity_val_steps": "0",
-        "trainer.log_every_n_steps": "1",
-        "trainer.logger.init_args.save_dir": str(tmp / "runs"),
-        "trainer.logger.init_args.name": name,
-        "trainer.max_epochs": "2",
-        "data.segment_seconds": "0.5",
-        "data.batch_size": "2",
-        "data.train_items": "8",
-        "data.val_items": "2",
-        "data.test_items": "2",
-        "data.rir_bank_sizes": "[4, 2, 2]",
-        "data.rir_cache_dir": str(cache),
-        "data.room.t60_range": "[0.3, 0.5]",
-        "data.rir_max_order": "10",
-        "data.rir_calibrate": "0",
-        "data.synthetic_speakers": "30",
-        "model.net.init_args.base_channels": "4",
-        "model.net.init_args.depth": "2",
-        "model.griffin_lim_iters": "2",
-        "model.val_metric_batches": "1",
-        "model.n_media_examples": "1",
-        **over,
-    }
-    args = ["--config", QUICKSTART]
-    for k, v in opts.items():
-        args += [f"--{k}", v]
-    return args
+    """The quickstart shrunk to seconds (tests/conftest.py), 4 steps per epoch."""
+    return ["--config", QUICKSTART, *tiny_train_args(tmp, cache, name, **over)]
 
 
 class Probe(Callback):
@@ -135,15 +107,11 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
-def _noise(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    return (0.1 * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+_noise = noise
 
 
 def _wav(path: Path, x: np.ndarray, sr: int = SR) -> Path:
-    """``x`` ``(L,)`` or ``(C, L)`` as a float WAV."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), x.T if x.ndim == 2 else x, sr, subtype="FLOAT")
-    return path
+    return write_wav(path, x, sr)
 
 
 def _wait_for(cond, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None):
@@ -827,7 +795,7 @@ def test_evaluate_usage_errors_are_one_line(argv: list[str], mention: str, tmp_p
 
 def test_evaluate_odd_rates_and_channels_are_downmixed_and_resampled(paired: Path, tmp_path: Path, capsys) -> None:
     """8 kHz, 48 kHz and 6-channel files in a paired folder: read, downmixed, resampled."""
-    from dereverb.signal.audio import read_audio, resample
+    from dereverb.signals.audio import read_audio, resample
 
     for name, sr, ch in (("u0", 8000, 1), ("u1", 48000, 1), ("u2", SR, 6)):
         for side in ("reverb", "clean"):

@@ -340,7 +340,7 @@ class RirBank:
         ``direct_index == round(pre_delay_ms * sample_rate / 1000)`` for every RIR, and scaled
         so that sample is +1. Names are paths relative to ``folder`` without the extension.
         """
-        from dereverb.signal.audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample
+        from dereverb.signals.audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample
 
         root = Path(folder)
         if not root.is_dir():

@@ -34,7 +34,7 @@ from dereverb.data.pairs import make_pair
 from dereverb.data.rir_bank import RirBank
 from dereverb.data.rooms import RirError, RoomSampler
 from dereverb.data.speech import CorpusError, SpeechCorpus, SyntheticSpeech
-from dereverb.signal.audio import AudioError, find_audio_files, load
+from dereverb.signals.audio import AudioError, find_audio_files, load
 
 if TYPE_CHECKING:
     from dereverb.data.datamodule import DereverbDataModule

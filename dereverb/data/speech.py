@@ -362,7 +362,7 @@ class SpeechCorpus:
     def load(self, index: int) -> tuple[np.ndarray, float] | None:
         """Decoded mono audio at ``sample_rate`` and its active level (dB) of utterance
         ``index``, or ``None`` if it cannot be decoded. ((L,), float)"""
-        from dereverb.signal.audio import AudioError, read_audio, resample, to_mono
+        from dereverb.signals.audio import AudioError, read_audio, resample, to_mono
 
         u = self.utterances[index]
         key = str(u.path)

@@ -1,7 +1,7 @@
 """Evaluation summaries: T60 bands (defined here, once), per-system means by band,
 paired-bootstrap intervals (:mod:`dereverb.evaluation.intervals`), and their Markdown / CSV /
 JSON / PNG forms (all files written atomically: temp file + rename). Metric labels and printed
-digits come from the registry, :mod:`dereverb.evaluation.metrics`.
+digits come from the registry, :mod:`dereverb.signals.metrics`.
 
 Input rows are the per-item dicts of :func:`dereverb.evaluation.scoring.evaluate_systems`:
 ``id``, ``system``, ``t60`` (s, NaN when unknown) and a float per metric (NaN when not computed).
@@ -22,8 +22,8 @@ import numpy as np
 
 from dereverb.atomic import write_atomic
 from dereverb.evaluation.intervals import bootstrap_diff
-from dereverb.evaluation.metrics import ALL_METRICS as METRICS
-from dereverb.evaluation.metrics import DIGITS, LABELS
+from dereverb.signals.metrics import ALL_METRICS as METRICS
+from dereverb.signals.metrics import DIGITS, LABELS
 
 __all__ = [
     "ALL",

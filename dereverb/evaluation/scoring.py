@@ -2,7 +2,7 @@
 
 :func:`evaluate_systems` runs every system (see :mod:`dereverb.evaluation.systems`) on every item
 (see :mod:`dereverb.data.sources`) and scores it with the metrics of the registry
-(:mod:`dereverb.evaluation.metrics`): the intrusive ones against the clean reference, SRMR on
+(:mod:`dereverb.signals.metrics`): the intrusive ones against the clean reference, SRMR on
 the estimate alone. Every (item, system) score is cached (:class:`ScoreCache`: JSON lines, one
 file per system, keyed by the item's id + content hash and the system's settings / checkpoint
 hash), so a re-run only computes what is new.
@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from dereverb.evaluation import metrics
 from dereverb.evaluation.report import t60_band
 from dereverb.evaluation.systems import needs_clean
+from dereverb.signals import metrics
 
 __all__ = [
     "CACHE_VERSION",

@@ -37,7 +37,7 @@ import torch
 from dereverb.data.sources import EvaluationError
 from dereverb.inference.checkpoint import CheckpointError, DeviceError, load_model, resolve_device
 from dereverb.inference.enhance import dereverberate
-from dereverb.signal import dsp
+from dereverb.signals import dsp
 
 __all__ = [
     "GROUPS",
@@ -165,7 +165,7 @@ class Wpe(_Settings):
 
 @dataclass(frozen=True)
 class OracleMagnitude(_Settings):
-    """The clean magnitude with a phase from ``phase`` (see :func:`dereverb.signal.dsp.reconstruct`).
+    """The clean magnitude with a phase from ``phase`` (see :func:`dereverb.signals.dsp.reconstruct`).
 
     The Nyquist row comes from the reverberant spectrum, as in the model's own inverse path.
     """

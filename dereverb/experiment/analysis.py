@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from dereverb.evaluation.intervals import bootstrap_diff, t_interval, welch_test
-from dereverb.evaluation.metrics import METRICS
 from dereverb.evaluation.report import BANDS, summarize
 from dereverb.experiment.config import EVAL_SETS
 from dereverb.experiment.files import (
@@ -42,6 +41,7 @@ from dereverb.experiment.files import (
     read_json,
     run_dir,
 )
+from dereverb.signals.metrics import METRICS
 
 #: The metrics the comparisons, verdicts and figures use (the tables show every metric).
 PRIMARY: tuple[str, ...] = ("pesq", "stoi", "estoi")

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dereverb.evaluation.metrics import METRICS
 from dereverb.experiment.config import StudyConfig, StudyError, items_fingerprint
 from dereverb.experiment.files import (
     BASELINE_CACHE,
@@ -22,6 +21,7 @@ from dereverb.experiment.files import (
     read_json,
     write_json_atomic,
 )
+from dereverb.signals.metrics import METRICS
 
 #: The per-item keys a result file keeps.
 ROW_KEYS: tuple[str, ...] = ("id", "band", "t60", "drr", "rir", "room", *METRICS, "seconds")

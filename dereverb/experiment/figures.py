@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from dereverb.evaluation.metrics import LABELS
 from dereverb.evaluation.report import BANDS
 from dereverb.experiment.analysis import (
     PRIMARY,
@@ -23,6 +22,7 @@ from dereverb.experiment.analysis import (
     summary_table,
     training_curves,
 )
+from dereverb.signals.metrics import LABELS
 
 
 def _figure(ncols: int, width: float, height: float):

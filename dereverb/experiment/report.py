@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from dereverb.atomic import atomic_path, write_atomic
-from dereverb.evaluation.metrics import LABELS
 from dereverb.experiment.analysis import (
     PRIMARY,
     SET_TITLES,
@@ -38,6 +37,7 @@ from dereverb.experiment.tables import (
     verdict_markdown,
 )
 from dereverb.experiment.verdicts import answer, verdicts
+from dereverb.signals.metrics import LABELS
 
 __all__ = ["FIGURES", "build_report", "write_report"]
 

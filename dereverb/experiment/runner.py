@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from dereverb.evaluation.metrics import METRICS
 from dereverb.experiment.config import (
     RunSpec,
     StudyConfig,
@@ -66,6 +65,7 @@ from dereverb.experiment.files import (
     run_dir,
     write_json_atomic,
 )
+from dereverb.signals.metrics import METRICS
 
 #: Runs per worker process before the pool is replaced (see :func:`execute`).
 RUNS_PER_WORKER = 4

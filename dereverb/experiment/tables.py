@@ -1,5 +1,5 @@
 """The study report's Markdown tables. Labels and digits come from the metric registry
-(:mod:`dereverb.evaluation.metrics`); a value that is not a finite number prints as ``n/a``."""
+(:mod:`dereverb.signals.metrics`); a value that is not a finite number prints as ``n/a``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dereverb.evaluation.metrics import DIGITS, LABELS, METRICS
 from dereverb.evaluation.report import BANDS
 from dereverb.experiment.analysis import (
     PRIMARY,
@@ -20,6 +19,7 @@ from dereverb.experiment.analysis import (
     summary_table,
 )
 from dereverb.models.net_spec import upgrade_hparams
+from dereverb.signals.metrics import DIGITS, LABELS, METRICS
 
 
 def fmt(v: Any, metric: str) -> str:

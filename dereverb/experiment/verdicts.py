@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dereverb.evaluation.metrics import LABELS
 from dereverb.experiment.analysis import PRIMARY, Study, compare
 from dereverb.experiment.tables import fmt_signed
+from dereverb.signals.metrics import LABELS
 
 LM = "log_magnitude"
 #: The fixed 1 -> 3 channel colour expansions (colormaps).

@@ -1,7 +1,7 @@
 """``dereverberate()``: any length, rate and channel count through a :class:`Dereverber`.
 
 Channels are processed independently; the signal is resampled to the model's rate and back and
-cut into chunks with context on each side (:mod:`dereverb.signal.chunking`), batched through the model
+cut into chunks with context on each side (:mod:`dereverb.signals.chunking`), batched through the model
 and crossfaded back together, so memory stays bounded for long recordings. Chunk edges sit on the
 model's STFT-hop and pooling grid so chunking changes the output only near segment edges.
 """
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from dereverb.models.dereverber import Dereverber
-from dereverb.signal import dsp
-from dereverb.signal.audio import resample
-from dereverb.signal.chunking import Chunk, OverlapAdd, plan_chunks
+from dereverb.signals import dsp
+from dereverb.signals.audio import resample
+from dereverb.signals.chunking import Chunk, OverlapAdd, plan_chunks
 
 # 6-s chunks (+1 s context each side) keep the default 32-channel U-Net's activations near
 # 0.2 GB; 10-s chunks cost ~0.15 GB more for ~10 % less context overhead (docs/performance.md).

@@ -27,7 +27,7 @@ from dereverb.inference.enhance import (
     run_chunks,
 )
 from dereverb.models.dereverber import Dereverber
-from dereverb.signal.audio import (
+from dereverb.signals.audio import (
     AUDIO_EXTENSIONS,
     AudioError,
     find_audio_files,
@@ -76,7 +76,7 @@ def collect_inputs(
 ) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Expand inputs into ``(file, base folder)`` pairs and a list of error lines.
 
-    Folders are searched recursively for audio files (:data:`dereverb.signal.audio.AUDIO_EXTENSIONS`); globs (``*``, ``?``, ``[...]``,
+    Folders are searched recursively for audio files (:data:`dereverb.signals.audio.AUDIO_EXTENSIONS`); globs (``*``, ``?``, ``[...]``,
     ``**`` recursive) are expanded here and keep audio files. Files under ``exclude`` (the
     output folder) are left out of folder and glob expansions so a re-run never eats its outputs.
     """
@@ -154,7 +154,7 @@ def plan_jobs(
 
 
 def _open_audio(path: Path) -> sf.SoundFile:
-    """Open for streamed reading with :func:`dereverb.signal.audio.open_audio`'s checks and messages."""
+    """Open for streamed reading with :func:`dereverb.signals.audio.open_audio`'s checks and messages."""
     return open_audio(path)
 
 

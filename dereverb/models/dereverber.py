@@ -17,7 +17,7 @@ from torch import nn
 
 from dereverb import representations as reps
 from dereverb.models.net_spec import build_net, net_spec, upgrade_hparams
-from dereverb.signal import dsp
+from dereverb.signals import dsp
 
 Target = Literal["same", "log_magnitude"]
 TARGETS: tuple[str, ...] = ("same", "log_magnitude")

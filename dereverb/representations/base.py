@@ -11,7 +11,7 @@ representation has ``channels`` and ``output_activation`` (``"sigmoid"`` for [0,
 - ``decode(x (B, C, F, N), ctx) -> mag (B, F, N)``.
 
 Everything runs in float32 with autocast disabled, on whatever device the tensors are on.
-Magnitudes are ``|STFT|`` with the Nyquist bin dropped (``dereverb.signal.dsp.magnitude``).
+Magnitudes are ``|STFT|`` with the Nyquist bin dropped (``dereverb.signals.dsp.magnitude``).
 
 Round trips (see docs/representations.md for measured numbers): ``magnitude``,
 ``log_magnitude`` and ``pcen`` invert to float precision; ``grayscale``/``colormap`` clip to
@@ -47,7 +47,7 @@ def _float32(fn: Callable) -> Callable:
             raise TypeError(f"{self.name}.{fn.__name__} expects a torch.Tensor, got {type(x).__name__}")
         if x.is_complex():
             raise ValueError(f"{self.name}.{fn.__name__} expects a real tensor; take the magnitude first "
-                             "(dereverb.signal.dsp.magnitude)")
+                             "(dereverb.signals.dsp.magnitude)")
         if ctx is not None and not isinstance(ctx, dict):
             raise TypeError(f"{self.name}: ctx must be the dict returned by encode, got {type(ctx).__name__}")
         with torch.autocast(device_type=x.device.type, enabled=False):

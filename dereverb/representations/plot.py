@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from dereverb.representations.base import build
-from dereverb.signal import dsp
+from dereverb.signals import dsp
 
 
 def db_error(mag: torch.Tensor, decoded: torch.Tensor, dynamic_range: float = 80.0,

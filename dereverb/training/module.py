@@ -20,10 +20,9 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from dereverb.evaluation import metrics
 from dereverb.models.dereverber import Dereverber, Target, upgrade_state_dict
 from dereverb.models.net_spec import net_spec
-from dereverb.signal import dsp
+from dereverb.signals import dsp, metrics
 
 VAL_METRICS = metrics.METRICS  # the registry's reference-based metrics (pesq, stoi, estoi, si_sdr)
 

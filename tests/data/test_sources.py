@@ -18,7 +18,7 @@ from dereverb.data.sources import (
     load_datamodule_config,
     measured_items,
 )
-from dereverb.signal.audio import write_audio
+from dereverb.signals.audio import write_audio
 from tests.conftest import toy_rir
 
 SR = 16000

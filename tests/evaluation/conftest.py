@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from dereverb.data.pairs import make_pair
 from dereverb.data.speech import SyntheticSpeech
-from tests.conftest import toy_rir
+from tests.conftest import toy_rir, write_tiny_checkpoint
 
 SR = 16000
 T60S = (0.3, 0.55, 0.85, 1.2)  # one item per T60 band
@@ -67,16 +66,5 @@ def rows(items: list[dict], tmp_path_factory: pytest.TempPathFactory) -> list[di
 @pytest.fixture
 def tiny_checkpoint() -> Callable[[Path], Path]:
     """Writes a DereverbModule checkpoint (untrained, tiny) in the layout dereverb.train writes."""
+    return write_tiny_checkpoint
 
-    def write(path: Path) -> Path:
-        from dereverb.training.module import DereverbModule
-
-        torch.manual_seed(0)
-        model = DereverbModule(base_channels=4, depth=2, phase="reverberant", val_metric_batches=0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path
-        )
-        return path
-
-    return write

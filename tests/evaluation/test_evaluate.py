@@ -11,7 +11,7 @@ import pytest
 
 from dereverb import evaluate
 from dereverb.evaluate import main
-from dereverb.signal.audio import write_audio
+from dereverb.signals.audio import write_audio
 from tests.conftest import shared_path, toy_rir
 from tests.evaluation.conftest import SR
 
@@ -64,7 +64,7 @@ def test_help(capsys: pytest.CaptureFixture) -> None:
         "--speech",
         "--rirs",
         "--clean-target",
-        "griffinlim-warm",  # --phase choices come from dereverb.signal.dsp.PHASE_METHODS
+        "griffinlim-warm",  # --phase choices come from dereverb.signals.dsp.PHASE_METHODS
     ):
         assert flag in out
     assert "<class" not in out

@@ -10,7 +10,6 @@ import torch
 
 from dereverb.data.pairs import make_pair
 from dereverb.data.sources import EvaluationError
-from dereverb.evaluation import metrics
 from dereverb.evaluation.systems import (
     NAMES,
     ORACLES,
@@ -24,6 +23,7 @@ from dereverb.evaluation.systems import (
     needs_clean,
     parse_names,
 )
+from dereverb.signals import metrics
 from tests.conftest import toy_rir
 from tests.evaluation.conftest import SR
 from tests.evaluation.conftest import dry as _dry

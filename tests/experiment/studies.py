@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dereverb.evaluation.metrics import METRICS
 from dereverb.experiment.config import deep_merge
+from dereverb.signals.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
 MEASURED = ROOT.parent / "shared" / "data" / "rirs"

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from dereverb.evaluation.intervals import t_interval
-from dereverb.evaluation.metrics import DIGITS, METRICS
 from dereverb.experiment import analysis, tables, verdicts
 from dereverb.experiment.analysis import SET_TITLES, compare, load_study
 from dereverb.experiment.report import write_report
+from dereverb.signals.metrics import DIGITS, METRICS
 from tests.experiment.studies import eval_sets, fake_study
 
 REF = "log_magnitude@log_magnitude"

@@ -17,34 +17,15 @@ from dereverb.training.callbacks import CONFIG_KEY
 from dereverb.training.checks import ConfigError
 from dereverb.training.module import DereverbModule
 from dereverb.training.run import run
+from tests.conftest import tiny_train_args
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p.name for p in (ROOT / "configs").glob("*.yaml") if p.name != "study.yaml")
 
 
 def tiny_args(tmp: Path, cache: Path) -> list[str]:
-    return [
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--trainer.logger.init_args.save_dir", str(tmp / "runs"),
-        "--data.segment_seconds", "0.5",
-        "--data.batch_size", "2",
-        "--data.train_items", "4",
-        "--data.val_items", "2",
-        "--data.test_items", "2",
-        "--data.num_workers", "0",
-        "--data.rir_bank_sizes", "[4, 2, 2]",
-        "--data.rir_cache_dir", str(cache),
-        "--data.room.t60_range", "[0.3, 0.5]",
-        "--data.rir_max_order", "10",
-        "--data.rir_calibrate", "0",
-        "--data.synthetic_speakers", "30",
-        "--model.net.init_args.base_channels", "4",
-        "--model.net.init_args.depth", "2",
-        "--model.griffin_lim_iters", "2",
-        "--model.val_metric_batches", "1",
-        "--model.n_media_examples", "1",
-    ]
+    """The shared tiny settings (tests/conftest.py) with 4 training items and no workers."""
+    return tiny_train_args(tmp, cache, **{"data.train_items": "4", "data.num_workers": "0"})
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for dereverb.evaluation.metrics: the registry, PESQ-WB, STOI/ESTOI, SI-SDR, SRMR, batch
+"""Tests for dereverb.signals.metrics: the registry, PESQ-WB, STOI/ESTOI, SI-SDR, SRMR, batch
 helpers, failure handling."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dereverb.evaluation import metrics as M
+from dereverb.signals import metrics as M
 from tests.conftest import SHARED_DATA
 
 SR = 16000

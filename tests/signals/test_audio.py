@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from dereverb.signal.audio import (
+from dereverb.signals.audio import (
     AUDIO_EXTENSIONS,
     AudioError,
     find_audio_files,
@@ -144,7 +144,7 @@ def test_corrupt_mp3_gives_one_line_and_nothing_from_libmpg123(tmp_path):
 
     bad = _corrupt_mp3(tmp_path / "broken.mp3", tmp_path)
     code = (
-        "import sys\nfrom dereverb.signal.audio import read_audio, AudioError\n"
+        "import sys\nfrom dereverb.signals.audio import read_audio, AudioError\n"
         f"try:\n    read_audio({str(bad)!r})\nexcept AudioError as e:\n    print('error:', e, file=sys.stderr)\n"
     )
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr

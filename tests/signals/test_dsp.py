@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from dereverb.signal import dsp
+from dereverb.signals import dsp
 from tests.conftest import harmonic_speechlike, toy_rir
 
 CFG = dsp.StftConfig()
