@@ -3,6 +3,7 @@ numbers belong to docs/performance.md), and the GPU utilisation sampler degrades
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -121,3 +122,22 @@ def test_speech_benchmark(tmp_path):
     [row] = rows(out, "1")
     positive(row[1])
     positive(row[2])
+
+
+def test_gpu_run_dry_run_exercises_every_step(tmp_path):
+    """benchmarks/gpu_run.py --dry-run: every step on the CPU at tiny sizes, results under --out,
+    a float16 weights file, and summary.json naming each step's status."""
+    out = tmp_path / "gpu"
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu_run.py"), "--out", str(out), "--dry-run"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    summary = json.loads((out / "summary.json").read_text())
+    steps = summary["steps"]
+    for name in ("env", "cuda_tests", "bench_train", "bench_data", "bench_predict", "train", "weights", "eval_sim"):
+        assert steps[name]["status"] == "ok", (name, steps[name], proc.stdout[-2000:])
+    assert 0 < steps["weights"]["bytes"] <= 16 * 2**20
+    import torch
+
+    weights = torch.load(out / "weights" / "model_fp16.pt", weights_only=True)
+    assert {v.dtype for v in weights["state_dict"].values() if v.is_floating_point()} == {torch.float16}
+    assert "| gpu |" in (out / "eval_sim" / "results.md").read_text()
+    assert proc.returncode == (0 if all(s["status"] == "ok" for s in steps.values()) else 1)

@@ -1,0 +1,176 @@
+"""One command that turns a few GPU minutes into measurements and a trained model.
+
+    python benchmarks/gpu_run.py --out "$OUT"                # on a CUDA machine, <= --budget seconds
+    python benchmarks/gpu_run.py --out /tmp/gpu --dry-run    # every step on the CPU at tiny sizes
+
+Steps, each a subprocess with its own time limit, each writing its output under ``--out`` as
+soon as it ends (``summary.json`` is rewritten after every step, so a run cut short still
+returns what it finished):
+
+1. ``env.txt``: GPU, driver, torch/torchaudio versions.
+2. ``cuda_tests.txt``: ``pytest -k cuda`` (the CUDA twins of the device path, predict and training).
+3. ``bench_train.txt``: training samples/s and GPU utilisation for fp32 / bf16 / 16-mixed;
+   ``bench_data.txt``: device-path pairs/s; ``bench_predict.txt``: predict real-time factor.
+4. ``train/``: the training config for the remaining time (bf16, reverberation convolved on the
+   device), then ``weights/model_fp16.pt`` (float16 state dict + hyperparameters, <= 16 MiB) and
+   ``eval_sim/`` (+ ``eval_measured/`` when the measured rooms are present): the trained model
+   against the reverberant input and WPE through ``python -m dereverb.evaluate``.
+
+A small U-Net uses a fraction of an H200: ``--share`` leaves that many CPU workers and the
+GPU's spare capacity to another job (e.g. the study) started alongside (see docs/gpu.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRISPEECH = ROOT.parent / "shared" / "data" / "speech" / "librispeech-train-clean-100"
+MEASURED_RIRS = ROOT.parent / "shared" / "data" / "rirs"
+MAX_WEIGHTS_BYTES = 16 * 2**20
+
+
+class Run:
+    """Runs steps within a total budget and records each one in ``summary.json``."""
+
+    def __init__(self, out: Path, budget: float, dry_run: bool) -> None:
+        self.out, self.budget, self.dry_run = out, budget, dry_run
+        self.t0 = time.monotonic()
+        self.summary: dict = {"dry_run": dry_run, "budget_s": budget, "command": " ".join(sys.argv), "steps": {}}
+
+    def left(self) -> float:
+        return self.budget - (time.monotonic() - self.t0)
+
+    def record(self, name: str, **info) -> None:
+        self.summary["steps"][name] = info
+        self.summary["elapsed_s"] = round(time.monotonic() - self.t0, 1)
+        tmp = self.out / ".summary.json.tmp"
+        tmp.write_text(json.dumps(self.summary, indent=1) + "\n")
+        os.replace(tmp, self.out / "summary.json")
+
+    def step(self, name: str, cmd: list[str], limit: float, env: dict | None = None) -> bool:
+        """Run ``cmd`` (stdout + stderr to ``<name>.txt``) for at most ``limit`` seconds (and what
+        the budget has left, minus a reserve for the steps after it)."""
+        limit = min(limit, self.left())
+        if limit < 5:
+            self.record(name, status="skipped: no time left")
+            return False
+        log = self.out / f"{name}.txt"
+        t = time.monotonic()
+        with open(log, "w") as f:
+            f.write(f"$ {' '.join(cmd)}\n")
+            f.flush()
+            try:
+                rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, timeout=limit,
+                                    env={**os.environ, **(env or {})}).returncode
+                status = "ok" if rc == 0 else f"exit {rc}"
+            except subprocess.TimeoutExpired:
+                status = f"timed out after {limit:.0f} s"
+        self.record(name, status=status, seconds=round(time.monotonic() - t, 1), log=log.name)
+        print(f"{name}: {status} ({time.monotonic() - t:.0f} s)", flush=True)
+        return status == "ok"
+
+
+def export_fp16(ckpt: Path, dst: Path) -> int:
+    """The checkpoint's weights as float16 + its hyperparameters; returns the file size."""
+    import torch
+
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in raw["state_dict"].items()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": state, "hyper_parameters": raw["hyper_parameters"]}, dst)
+    return dst.stat().st_size
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="everything is written under this folder")
+    ap.add_argument("--budget", type=float, default=540.0, help="total seconds (default 540 = 9 min)")
+    ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: exercise every step")
+    ap.add_argument("--config", default="configs/librispeech.yaml", help="training config")
+    ap.add_argument("--speech", default=None, help="speech folder (default: LibriSpeech in ../shared if present, else synthetic)")
+    ap.add_argument("--share", type=int, default=0, help="CPU workers to leave free for another job")
+    args = ap.parse_args()
+
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    run = Run(out, args.budget, args.dry_run)
+    py = sys.executable
+    dry = args.dry_run
+    device = "cpu" if dry else "cuda"
+    speech = args.speech or (str(LIBRISPEECH) if LIBRISPEECH.exists() and not dry else "synthetic")
+    workers = 0 if dry else max(1, (os.cpu_count() or 2) - 2 - args.share)
+    run.summary.update(device=device, speech=speech, workers=workers)
+
+    # 1. the machine
+    env_cmd = [py, "-c", "import torch, torchaudio; print('torch', torch.__version__, 'torchaudio', torchaudio.__version__);"
+               "print('cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-')"]
+    run.step("env", env_cmd, 60)
+    if shutil.which("nvidia-smi"):
+        run.step("nvidia_smi", ["nvidia-smi"], 30)
+
+    # 2. the CUDA tests (they skip on a CPU; the dry run only checks that they are collected)
+    run.step("cuda_tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda",
+                            *(["tests/inference", "tests/data/test_datamodule.py"] if dry else [])], 150)
+
+    # 3. benchmarks: the rows docs/performance.md leaves empty
+    tiny = ["--steps", "1", "--warmup", "1", "--batch-size", "2"] if dry else ["--steps", "20", "--warmup", "3"]
+    run.step("bench_train", [py, "benchmarks/train.py", "--device", device, "--precision", "32", "bf16",
+                             *([] if dry else ["16", "--config", args.config]), *tiny], 90)
+    run.step("bench_data", [py, "benchmarks/data.py", "--device", device, "--speech", speech,
+                            *(["--batches", "2", "--batch-size", "4", "--bank", "4", "--seconds", "0.5", "--workers", "0"]
+                              if dry else ["--batches", "30", "--workers", "0", "4", str(workers)])], 90)
+    run.step("bench_predict", [py, "benchmarks/predict.py", "--device", device,
+                               *(["--seconds", "2", "--iters", "2", "--batch-sizes", "2", "--options", "plain"]
+                                 if dry else ["--seconds", "60", "--batch-sizes", "1", "4", "16"])], 90)
+
+    # 4. train for what is left (minus the export and the evaluations), bf16, reverb on the device
+    reserve = 60 if dry else 100
+    train_seconds = max(int(run.left() - reserve), 10)
+    runs = out / "train"
+    train_cmd = [py, "-m", "dereverb.train", "--config", "configs/quickstart.yaml" if dry else args.config,
+                 "--trainer.logger.init_args.save_dir", str(runs), "--trainer.logger.init_args.name", "gpu",
+                 "--trainer.enable_progress_bar", "false", "--data.speech", speech,
+                 "--data.num_workers", str(workers), "--data.reverb_on_device", "true"]
+    if dry:
+        train_cmd += ["--trainer.max_steps", "2", "--trainer.max_epochs", "1", "--data.train_items", "4",
+                      "--data.val_items", "2", "--data.batch_size", "2", "--data.segment_seconds", "0.5",
+                      "--data.rir_bank_sizes", "[4, 2, 2]", "--data.rir_max_order", "10", "--data.rir_calibrate", "0",
+                      "--model.net.init_args.base_channels", "4", "--model.net.init_args.depth", "2",
+                      "--model.val_metric_batches", "1", "--model.griffin_lim_iters", "2",
+                      "--trainer.precision", "bf16-mixed"]
+    else:
+        train_cmd += ["--trainer.precision", "bf16-mixed", "--trainer.accelerator", "gpu", "--trainer.devices", "1",
+                      "--trainer.max_epochs", "-1", "--trainer.max_time", f"00:00:{train_seconds // 60:02d}:{train_seconds % 60:02d}"]
+    run.step("train", train_cmd, train_seconds + 60)
+    ckpts = sorted(runs.glob("gpu/version_*/checkpoints/last.ckpt"))
+    if not ckpts:
+        run.record("weights", status="no checkpoint")
+        return 1
+    ckpt = ckpts[-1]
+    size = export_fp16(ckpt, out / "weights" / "model_fp16.pt")
+    run.record("weights", status="ok" if size <= MAX_WEIGHTS_BYTES else "too large", bytes=size, checkpoint=str(ckpt))
+
+    # 5. evaluate the model: simulated test rooms, and the measured rooms when present
+    items = ["--n-items", "2", "--srmr", "none"] if dry else ["--n-items", "64"]
+    ev = [py, "-m", "dereverb.evaluate", "--ckpt", str(ckpt), "--baselines", "reverberant,wpe", "--device", device,
+          "--no-progress", *items]
+    run.step("eval_sim", [*ev, "-o", str(out / "eval_sim"), "--datamodule-config", "configs/quickstart.yaml" if dry else args.config,
+                          "--speech", speech], 60 if dry else 90)
+    if MEASURED_RIRS.exists():
+        run.step("eval_measured", [*ev, "-o", str(out / "eval_measured"), "--rirs", str(MEASURED_RIRS),
+                                   "--speech", speech, *(["--speech-split", "test"] if speech != "synthetic" else [])], 90)
+    failed = [k for k, v in run.summary["steps"].items() if v.get("status") not in ("ok",)]
+    print(f"done in {time.monotonic() - run.t0:.0f} s; not ok: {', '.join(failed) or 'none'}; results in {out}")
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
