@@ -58,7 +58,7 @@ def test_train_benchmark_synthetic_steps_and_fit(tmp_path):
                 "--model.net.init_args.base_channels", "4", "--model.net.init_args.depth", "2")
     [row] = rows(out, "32-true")
     samples_per_s, ms_per_step = positive(row[1]), positive(row[2])
-    assert samples_per_s == pytest.approx(2 / ms_per_step * 1e3, rel=0.02)
+    assert samples_per_s == pytest.approx(2 / ms_per_step * 1e3, rel=0.02, abs=0.05)  # printed to 0.1
     assert re.fullmatch(r"\d+%", row[3])  # data wait share
     assert row[4] == "-"
     assert not (tmp_path / "runs").exists()  # the fit benchmark logs into a temporary folder
