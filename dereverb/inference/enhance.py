@@ -111,11 +111,13 @@ def grid_alignment(sample_rate: int, model_rate: int, hop_length: int, frames: i
 
 @dataclass(frozen=True)
 class ChunkSettings:
-    """Chunk, context and crossfade sizes in samples at the *input* rate."""
+    """Chunk, context and crossfade sizes, and the grid chunk boundaries sit on, in samples at
+    the *input* rate."""
 
     chunk: int | None
     context: int
     fade: int
+    align: int = 1
 
     @classmethod
     def make(
@@ -139,12 +141,12 @@ class ChunkSettings:
         )
         context = math.ceil(round(context_seconds * sample_rate) / align) * align
         if chunk_seconds is None:
-            return cls(None, context, 0)
+            return cls(None, context, 0, align)
         chunk = max(int(round(chunk_seconds * sample_rate / align)), 1) * align
         # Crossfade over the middle half of the context (keeps half the context as margin from
         # the segment edge), and at most a quarter chunk so fades never overlap.
         fade = min(context // 2, chunk // 4)
-        return cls(chunk, context, fade)
+        return cls(chunk, context, fade, align)
 
 
 ProgressFactory = Callable[[int], "Callable[[int], None] | None"]
@@ -178,7 +180,7 @@ def run_chunks(
         batch_size = default_batch_size(model_device(model))
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    chunks = plan_chunks(length, settings.chunk, settings.context, settings.fade)
+    chunks = plan_chunks(length, settings.chunk, settings.context, settings.fade, settings.align)
     on_chunks = progress(len(chunks)) if progress is not None else None
     ola = OverlapAdd(length, channels, settings.fade, emit)
     for batch in _batched(chunks, batch_size):

@@ -36,12 +36,15 @@ class Chunk:
         return self.seg_stop - self.seg_start
 
 
-def plan_chunks(length: int, chunk: int | None, context: int, fade: int = 0) -> list[Chunk]:
+def plan_chunks(length: int, chunk: int | None, context: int, fade: int = 0, align: int = 1) -> list[Chunk]:
     """Partition ``[0, length)`` into cores of ``chunk`` samples with ``context`` on each side.
 
     ``chunk=None`` (or ``chunk >= length``) gives one chunk covering everything. A remainder
-    shorter than half a chunk is merged into the last chunk (cores are in ``[chunk/2, 1.5 chunk)``),
-    so every core is long enough for a crossfade of ``fade <= chunk // 2`` samples.
+    shorter than half a chunk is not left as a tiny last core: the last full chunk and the
+    remainder are split into two cores of about equal length, the boundary a multiple of ``align``
+    samples. So every core is in ``[chunk/2 - align, chunk]`` — long enough for a crossfade of
+    ``fade <= chunk // 2`` samples, and never longer than ``chunk`` (which bounds memory); only
+    where ``align`` is too coarse for that split is the remainder merged into the last core.
     """
     if length <= 0:
         raise ValueError(f"length must be positive, got {length}")
@@ -53,10 +56,19 @@ def plan_chunks(length: int, chunk: int | None, context: int, fade: int = 0) -> 
         return [Chunk(0, 0, length, 0, length, True)]
     if fade > chunk // 2:
         raise ValueError(f"fade ({fade}) must be at most half a chunk ({chunk // 2})")
+    if align < 1:
+        raise ValueError(f"align must be >= 1 sample, got {align}")
     n = math.ceil(length / chunk)
-    if n > 1 and length - (n - 1) * chunk < chunk / 2:
-        n -= 1
     bounds = [i * chunk for i in range(n)] + [length]
+    if n > 1 and length - bounds[-2] < chunk / 2:
+        # Split the last chunk + remainder in two (boundary on the alignment grid).
+        start = bounds[-3]
+        split = start + math.ceil((length - start) / 2 / align) * align
+        if length - split >= chunk / 2 - align and split - start <= chunk:
+            bounds[-2] = split
+        else:  # the grid is too coarse to split: merge the remainder as before
+            del bounds[-2]
+            n -= 1
     return [
         Chunk(
             index=i,
