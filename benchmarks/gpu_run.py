@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from dereverb.atomic import write_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 LIBRISPEECH = ROOT.parent / "shared" / "data" / "speech" / "librispeech-train-clean-100"
 MEASURED_RIRS = ROOT.parent / "shared" / "data" / "rirs"
@@ -51,9 +53,7 @@ class Run:
     def record(self, name: str, **info) -> None:
         self.summary["steps"][name] = info
         self.summary["elapsed_s"] = round(time.monotonic() - self.t0, 1)
-        tmp = self.out / ".summary.json.tmp"
-        tmp.write_text(json.dumps(self.summary, indent=1) + "\n")
-        os.replace(tmp, self.out / "summary.json")
+        write_atomic(self.out / "summary.json", json.dumps(self.summary, indent=1) + "\n")
 
     def step(self, name: str, cmd: list[str], limit: float, env: dict | None = None) -> bool:
         """Run ``cmd`` (stdout + stderr to ``<name>.txt``) for at most ``limit`` seconds (and what

@@ -110,8 +110,7 @@ def _files(folder: Path) -> list[str]:
 _noise = noise
 
 
-def _wav(path: Path, x: np.ndarray, sr: int = SR) -> Path:
-    return write_wav(path, x, sr)
+_wav = write_wav  # default rate 16 kHz = SR
 
 
 def _wait_for(cond, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None):

@@ -82,8 +82,7 @@ def model(ckpt: Path) -> Dereverber:
 _noise = noise
 
 
-def _write(path: Path, x: np.ndarray, sr: int) -> Path:
-    return write_wav(path, x, sr)
+_write = write_wav
 
 
 def _run(capsys: pytest.CaptureFixture, *argv: str | Path) -> tuple[int, str, str]:
