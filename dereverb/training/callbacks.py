@@ -1,5 +1,6 @@
-"""Training callbacks: the resolved config and the RNG states in every checkpoint, and
-``last.ckpt`` kept fresh between validations and on SIGTERM / Ctrl-C (docs/reliability.md)."""
+"""Training callbacks: the resolved config and the RNG states in every checkpoint,
+``last.ckpt`` kept fresh between validations and on SIGTERM / Ctrl-C (docs/reliability.md), and
+the network compiled for training (docs/recipe.md)."""
 
 from __future__ import annotations
 
@@ -154,3 +155,26 @@ class AutoSave(Callback):
         if trainer.global_step == self._saved_step:
             return  # last.ckpt was saved at this very step already
         self.save(trainer)
+
+
+class CompileNetwork(Callback):
+    """``torch.compile`` the network for training (YAML ``compile: {enabled: true}``).
+
+    Args:
+        enabled: compile (off by default: the first step then takes ~0.5-2 min to compile).
+        mode: ``torch.compile``'s mode (``default``, ``reduce-overhead``, ``max-autotune``, ...).
+
+    Only ``model.net`` is compiled, in place (``nn.Module.compile``), so the state dict keeps
+    its keys and checkpoints load anywhere; STFT, representation and loss stay eager. Training
+    segments all have one shape, so the network compiles once for training; validation and test
+    shapes compile once more each.
+    """
+
+    def __init__(self, enabled: bool = False, mode: str = "default") -> None:
+        self.enabled = bool(enabled)
+        self.mode = mode
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        net = getattr(getattr(pl_module, "model", None), "net", None)
+        if self.enabled and isinstance(net, torch.nn.Module) and not getattr(net, "_compiled_call_impl", None):
+            net.compile(mode=self.mode)

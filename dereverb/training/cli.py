@@ -21,7 +21,7 @@ from dereverb.data.datamodule import DereverbDataModule
 from dereverb.data.rooms import RoomSampler
 from dereverb.inference.checkpoint import CheckpointError, read_checkpoint
 from dereverb.models.net_spec import DEFAULT_NET, LEGACY_NET_KEYS, NetSpecError
-from dereverb.training.callbacks import AutoSave
+from dereverb.training.callbacks import AutoSave, CompileNetwork
 from dereverb.training.checks import (
     ConfigError,
     check_net,
@@ -74,6 +74,7 @@ class DereverbCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(AutoSave, "autosave")
+        parser.add_lightning_class_args(CompileNetwork, "compile")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         # The network is always shown in --print_config and the saved config.yaml.
@@ -101,6 +102,7 @@ _COMPONENTS: tuple[tuple[type, str], ...] = (
     (DereverbModule, "model"),
     (ModelCheckpoint, "checkpoint"),
     (AutoSave, "autosave"),
+    (CompileNetwork, "compile"),
     (LearningRateMonitor, "lr_monitor"),
     (Trainer, "trainer"),
 )
