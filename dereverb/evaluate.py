@@ -56,7 +56,7 @@ from dereverb.data.speech import CorpusError
 from dereverb.evaluation.report import OUTPUT_FILES, summarize, write_outputs
 from dereverb.evaluation.scoring import SRMR_MODES, evaluate_systems
 from dereverb.evaluation.systems import CheckpointSystem, build_systems
-from dereverb.inference.checkpoint import CheckpointError, DeviceError
+from dereverb.inference.checkpoint import CheckpointError, DeviceError, resolve_checkpoint
 from dereverb.signals.audio import AudioError
 from dereverb.signals.dsp import PHASE_METHODS
 
@@ -87,7 +87,12 @@ def build_parser() -> ArgumentParser:
         exit_on_error=False,
     )
     p.add_argument(
-        "--ckpt", nargs="+", type=str, default=[], metavar="CKPT", help="checkpoint(s) to evaluate"
+        "--ckpt",
+        nargs="+",
+        type=str,
+        default=[],
+        metavar="CKPT",
+        help="checkpoint(s) to evaluate; `pretrained` is the model shipped with the package",
     )
     p.add_argument(
         "--baselines",
@@ -267,7 +272,8 @@ def _check_args(args: Namespace) -> None:
             "--speech/--rirs cannot be combined with --paired/--unpaired; pick one source"
         )
     for c in args.ckpt:
-        if not Path(c).is_file():
+        # "pretrained" -> the shipped bundle (a one-line CheckpointError when not installed).
+        if not resolve_checkpoint(c).is_file():
             raise EvaluationError(
                 f"--ckpt {c}: checkpoint not found; pass a .ckpt file written by dereverb.train"
             )

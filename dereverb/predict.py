@@ -1,5 +1,8 @@
 """``python -m dereverb.predict -o OUT [--ckpt X.ckpt] inputs...``: dereverberate audio files.
 
+Without ``--ckpt`` it uses ``pretrained``, the model shipped with the package
+(:mod:`dereverb.inference.pretrained`, docs/pretrained.md), so nothing needs training first.
+
 Inputs are files, folders (searched recursively for audio files) and globs (expanded here, for
 shells that do not). Each output is a float32 WAV with the input's sample rate, channel count
 and length; it mirrors the input's path relative to the folder it was found in. Long files are
@@ -25,6 +28,7 @@ from tqdm import tqdm
 
 from dereverb.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, parse_one_line
 from dereverb.inference.checkpoint import (
+    PRETRAINED,
     CheckpointError,
     DeviceError,
     compile_model,
@@ -57,10 +61,12 @@ def build_parser() -> ArgumentParser:
     :func:`dereverb.cli_errors.parse_one_line`)."""
     p = ArgumentParser(
         prog="python -m dereverb.predict",
-        description="Dereverberate audio files with a trained checkpoint. Outputs are float32 WAV at "
-        "each input's sample rate, channel count and length.",
-        epilog="Example: python -m dereverb.predict --ckpt runs/dereverb/version_0/checkpoints/last.ckpt "
-        "-o enhanced/ recordings/ 'more/**/*.flac'",
+        description="Dereverberate audio files with the pretrained model shipped with the package, or "
+        "your own checkpoint (--ckpt). Outputs are float32 WAV at each input's sample rate, channel "
+        "count and length.",
+        epilog="Examples: python -m dereverb.predict -o enhanced/ recordings/ 'more/**/*.flac' (the "
+        "pretrained model); python -m dereverb.predict --ckpt runs/dereverb/version_0/checkpoints/last.ckpt "
+        "-o enhanced/ recordings/",
         exit_on_error=False,
         default_env=False,
     )
@@ -69,7 +75,12 @@ def build_parser() -> ArgumentParser:
         nargs="+",
         help="audio files, folders (searched recursively for audio files: WAV, FLAC, OGG, MP3, ...) or glob patterns",
     )
-    p.add_argument("--ckpt", required=True, help="checkpoint written by python -m dereverb.train")
+    p.add_argument(
+        "--ckpt",
+        default=PRETRAINED,
+        help="checkpoint written by python -m dereverb.train, or `pretrained` (default): the model "
+        "shipped with the package, see docs/pretrained.md",
+    )
     p.add_argument(
         "-o",
         "--output",

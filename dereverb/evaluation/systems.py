@@ -15,7 +15,7 @@ Every baseline is a callable ``baseline(reverb (B, L), sample_rate, clean=None) 
   from a random phase), ``oracle_gl_warm`` (+ Griffin-Lim started from the reverberant phase).
 
 - checkpoints: :class:`CheckpointSystem` (inference via :mod:`dereverb.inference`), named
-  readably by :func:`checkpoint_names`.
+  readably by :func:`checkpoint_names`; ``pretrained`` is the model shipped with the package.
 
 Each system carries ``needs_clean`` and ``fingerprint`` (its settings as text, or a checkpoint's
 SHA-256; the evaluation cache keys on it, so changing a setting recomputes its scores).
@@ -35,7 +35,14 @@ import numpy as np
 import torch
 
 from dereverb.data.sources import EvaluationError
-from dereverb.inference.checkpoint import CheckpointError, DeviceError, load_model, resolve_device
+from dereverb.inference.checkpoint import (
+    PRETRAINED,
+    CheckpointError,
+    DeviceError,
+    load_model,
+    resolve_checkpoint,
+    resolve_device,
+)
 from dereverb.inference.enhance import dereverberate
 from dereverb.signals import dsp
 
@@ -287,6 +294,8 @@ def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 class CheckpointSystem:
     """A trained checkpoint as an evaluation system (inference via :mod:`dereverb.inference`).
 
+    ``path`` is the file loaded (for ``pretrained``, the bundle shipped with the package); its
+    SHA-256 is the fingerprint, so new weights behind the same name recompute their scores.
     ``phase`` / ``n_iter`` override the model's own phase recovery (None: the model's).
     """
 
@@ -305,7 +314,10 @@ class CheckpointSystem:
         phase: str | None = None,
         n_iter: int | None = None,
     ) -> CheckpointSystem:
-        p = Path(path)
+        try:
+            p = resolve_checkpoint(path)  # "pretrained" -> the shipped bundle
+        except CheckpointError as exc:
+            raise EvaluationError(str(exc)) from exc
         if not p.is_file():
             raise EvaluationError(
                 f"--ckpt {p}: checkpoint not found; pass a .ckpt file written by dereverb.train"
@@ -332,9 +344,10 @@ class CheckpointSystem:
 def checkpoint_names(paths: Sequence[str | os.PathLike], taken: Iterable[str] = ()) -> list[str]:
     """Readable unique names for checkpoints.
 
-    The file stem, except Lightning's generic ``last`` / ``best...`` / ``epoch=...`` files,
-    which take their run's name (the first folder above that is not ``checkpoints`` or
-    ``version_N``; ``best`` files get ``-best``). Clashes (with each other or ``taken``) add the
+    ``pretrained`` (the shipped model) is named ``pretrained``; a file by its stem, except
+    Lightning's generic ``last`` / ``best...`` / ``epoch=...`` files, which take their run's name
+    (the first folder above that is not ``checkpoints`` or ``version_N``; ``best`` files get
+    ``-best``). Clashes (with each other or ``taken``) add the
     ``version_N`` folder, then a counter.
     """
     taken_set = set(taken)
@@ -342,7 +355,9 @@ def checkpoint_names(paths: Sequence[str | os.PathLike], taken: Iterable[str] = 
     for raw in paths:
         p = Path(raw)
         stem = p.stem
-        if stem == "last" or stem.startswith(("best", "epoch=", "last-")):
+        if str(raw) == PRETRAINED:
+            name = PRETRAINED
+        elif stem == "last" or stem.startswith(("best", "epoch=", "last-")):
             run = next(
                 (
                     a.name
@@ -388,7 +403,7 @@ def build_systems(
 
     Args:
         baselines: comma-separated baseline names / groups (see :func:`parse_names`).
-        checkpoints: ``.ckpt`` files, loaded on ``device`` with the phase overrides
+        checkpoints: ``.ckpt`` files or ``pretrained``, loaded on ``device`` with the phase overrides
             ``phase`` / ``n_iter`` (None: each model's own).
         with_reference: False for items without a clean reference: the oracles are left out.
         options: baseline settings for :func:`make_baseline` (``wpe_taps``, ``gl_iters``, ...).
@@ -408,8 +423,9 @@ def build_systems(
     ckpt_names = checkpoint_names(checkpoints, taken=built)
     systems: dict[str, System] = {n: f for n, f in built.items() if n not in ORACLES}
     for n, c in zip(ckpt_names, checkpoints, strict=True):
-        systems[n] = CheckpointSystem.load(c, device, phase, n_iter)
-        notes.append(f"{n} = {c}")
+        system = CheckpointSystem.load(c, device, phase, n_iter)
+        systems[n] = system
+        notes.append(f"{n} = {c}" if Path(c) == system.path else f"{n} = {c} ({system.path})")
     systems.update({n: f for n, f in built.items() if n in ORACLES})
     if not systems:
         raise EvaluationError("nothing to evaluate: give --ckpt and/or --baselines")

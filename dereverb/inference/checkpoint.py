@@ -1,8 +1,11 @@
 """Checkpoints for inference: read and validate them, load their :class:`Dereverber` without
 Lightning, pick the device.
 
-A training checkpoint holds plain hyperparameters and a state dict, so it loads with
-``torch.load(weights_only=True)`` into the pure network and representation.
+Two layouts load, both with ``torch.load(weights_only=True)`` into the pure network and
+representation: a training checkpoint (Lightning's, plain hyperparameters and a ``model.*``
+state dict) and the pretrained *bundle* of :mod:`dereverb.inference.pretrained` (``format``
+``dereverb-pretrained/1``, the :class:`Dereverber`'s own state dict in float16). The name
+``pretrained`` stands for the bundle shipped with the package.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ REQUIRED_HPARAMS = (
 # And its network: ``net`` ({class_path, init_args}), or in checkpoints written before networks
 # were pluggable the U-Net's flat ``base_channels`` and ``depth``.
 LEGACY_NET_HPARAMS = ("base_channels", "depth")
+#: The name that stands for the model shipped with the package (``--ckpt pretrained``).
+PRETRAINED = "pretrained"
+#: ``format`` of a pretrained bundle; a Lightning checkpoint has no ``format`` key.
+BUNDLE_FORMAT = "dereverb-pretrained/1"
 
 
 class CheckpointError(Exception):
@@ -58,14 +65,38 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def resolve_checkpoint(path_or_name: str | os.PathLike, option: str = "--ckpt") -> Path:
+    """``pretrained`` -> the bundle shipped with the package
+    (:data:`dereverb.inference.pretrained.PRETRAINED_FILE`); anything else -> itself as a ``Path``.
+
+    Raises :class:`CheckpointError` (one line: the path and the fix) when ``pretrained`` is asked
+    for but its file is not installed, e.g. in a source checkout without the weights.
+    """
+    if str(path_or_name) != PRETRAINED:
+        return Path(path_or_name)
+    # Imported here: pretrained builds on this module. Read at call time, so a test (or a
+    # packager) can point PRETRAINED_FILE elsewhere.
+    from dereverb.inference import pretrained
+
+    p = Path(pretrained.PRETRAINED_FILE)
+    if not p.is_file():
+        raise CheckpointError(
+            f"{p}: the pretrained model is not installed; reinstall the package (in a git checkout: "
+            f"git checkout -- dereverb/pretrained) or pass {option} with your own checkpoint"
+        )
+    return p
+
+
 def read_checkpoint(ckpt_path: str | os.PathLike, option: str = "--ckpt") -> dict:
-    """Read a ``DereverbModule`` checkpoint dict with ``torch.load(weights_only=True)`` (CPU).
+    """Read a ``DereverbModule`` checkpoint dict with ``torch.load(weights_only=True)`` (CPU):
+    a training checkpoint, a pretrained bundle (``format`` key), or the name ``pretrained``.
 
     Raises :class:`CheckpointError` (its message names the file, ``option`` and the fix) for a
     missing, empty, truncated or non-checkpoint file, a file holding Python objects, a plain
-    dict, or another model's Lightning checkpoint (no DereverbModule hyperparameters).
+    dict, another model's Lightning checkpoint (no DereverbModule hyperparameters), a bundle of
+    an unknown format, or ``pretrained`` when its file is not installed.
     """
-    p = Path(ckpt_path)
+    p = resolve_checkpoint(ckpt_path, option)
     if not p.exists():
         raise CheckpointError(f"{p}: checkpoint not found; check the {option} path")
     if p.is_dir():
@@ -98,6 +129,14 @@ def read_checkpoint(ckpt_path: str | os.PathLike, option: str = "--ckpt") -> dic
             f"{p}: not a PyTorch checkpoint ({type(exc).__name__} while loading); "
             "pass a .ckpt written by python -m dereverb.train"
         ) from exc
+    if isinstance(ckpt, dict) and "format" in ckpt and ckpt["format"] != BUNDLE_FORMAT:
+        fmt = ckpt["format"]
+        fix = (
+            "upgrade dereverb (pip install -U dereverb)"
+            if str(fmt).startswith("dereverb-pretrained/")
+            else "pass a .ckpt written by python -m dereverb.train or a bundle written by python -m dereverb.export --pretrained"
+        )
+        raise CheckpointError(f"{p}: unknown checkpoint format {str(fmt)[:60]!r} (this version reads {BUNDLE_FORMAT}); {fix}")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise CheckpointError(
             f"{p}: not a Lightning checkpoint (no state_dict / hyper_parameters); "
@@ -115,25 +154,35 @@ def read_checkpoint(ckpt_path: str | os.PathLike, option: str = "--ckpt") -> dic
     return ckpt
 
 
-def load_model(ckpt_path: str | os.PathLike, device: str | torch.device = "cpu") -> Dereverber:
-    """Load the :class:`Dereverber` of a checkpoint written by ``python -m dereverb.train``
-    (eval mode), without Lightning.
+def is_bundle(ckpt: dict) -> bool:
+    """Whether a checkpoint dict read by :func:`read_checkpoint` is a pretrained bundle."""
+    return ckpt.get("format") == BUNDLE_FORMAT
 
-    The file is read with ``torch.load(weights_only=True)``, so a checkpoint cannot run code; its
-    hyperparameters build the network (``net``, or the U-Net's flat arguments of older
-    checkpoints; a ``class_path`` outside this package is only used if its module is imported)
-    and representation, its weights fill them. Raises
-    :class:`CheckpointError` for a missing, truncated or non-checkpoint file, one of a different
-    model (no DereverbModule hyperparameters) or weights that do not fit the model.
-    """
-    p = Path(ckpt_path)
-    ckpt = read_checkpoint(p)
+
+def model_weights(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The :class:`Dereverber`'s state dict from a checkpoint dict of either layout, float32:
+    a training checkpoint's ``model.*`` entries without the prefix (first-layout ``net.*``
+    upgraded), or a bundle's entries with its float16 tensors cast back."""
+    if is_bundle(ckpt):
+        return {
+            k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+            for k, v in ckpt["state_dict"].items()
+        }
+    prefix = "model."
     state = upgrade_state_dict(ckpt["state_dict"])
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike) -> Dereverber:
+    """Build the :class:`Dereverber` of a checkpoint dict (from :func:`read_checkpoint`) and fill
+    it with its weights (CPU, train mode as built). ``path`` only names the file in errors.
+
+    Raises :class:`CheckpointError` when the network spec or the weights do not fit the model.
+    """
+    p = Path(path)
     try:
         model = Dereverber.from_hparams(ckpt["hyper_parameters"])
-        prefix = "model."
-        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        model.load_state_dict(weights, strict=True)
+        model.load_state_dict(model_weights(ckpt), strict=True)
     except NetSpecError as exc:
         raise CheckpointError(f"{p}: {exc}") from exc
     except (RuntimeError, ValueError, TypeError, KeyError) as exc:
@@ -142,7 +191,24 @@ def load_model(ckpt_path: str | os.PathLike, device: str | torch.device = "cpu")
             f"{p}: weights or hyperparameters do not fit this version of the model ({reason[:160]}); "
             "use a checkpoint trained with this version"
         ) from exc
-    return model.to(device).eval()
+    return model
+
+
+def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> Dereverber:
+    """Load the :class:`Dereverber` of a checkpoint written by ``python -m dereverb.train``, of a
+    pretrained bundle, or (``"pretrained"``) of the model shipped with the package (eval mode),
+    without Lightning.
+
+    The file is read with ``torch.load(weights_only=True)``, so a checkpoint cannot run code; its
+    hyperparameters build the network (``net``, or the U-Net's flat arguments of older
+    checkpoints; a ``class_path`` outside this package is only used if its module is imported)
+    and representation, its weights fill them (a bundle's float16 weights as float32). Raises
+    :class:`CheckpointError` for a missing, truncated or non-checkpoint file, one of a different
+    model (no DereverbModule hyperparameters), weights that do not fit the model, or
+    ``pretrained`` when its file is not installed.
+    """
+    p = resolve_checkpoint(path_or_name)
+    return model_from_checkpoint(read_checkpoint(p), p).to(device).eval()
 
 
 def compile_model(model: Dereverber) -> Dereverber:
