@@ -4,6 +4,8 @@ representation, network, output activation, decoding and phase recovery.
 Training (:mod:`dereverb.training.module`) and inference (:mod:`dereverb.inference`) share it, so a
 checkpoint gives the same numbers in both; inference needs no Lightning. Only the network runs
 under autocast; STFT, representation encode/decode and phase recovery run in float32.
+A learned input representation (``learned_power``, ``learned_pcen``) is a submodule: its
+parameters are in ``state_dict()`` as ``input_repr.*`` and train with the network.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Dereverber(nn.Module):
     Args:
         net: the network ``(B, C_in, F, N) -> (B, C_out, F, N)``, ``C_in`` / ``C_out`` the
             input / target representation's channels.
-        input_repr: the input representation.
+        input_repr: the input representation (a learned one, an ``nn.Module``, becomes a submodule).
         target: ``same`` (the network outputs the clean image in the input's representation)
             or ``log_magnitude`` (a fixed output domain).
         residual: the network predicts a correction to the input expressed in the output domain.
@@ -64,15 +66,25 @@ class Dereverber(nn.Module):
         if phase not in dsp.PHASE_METHODS:
             raise ValueError(f"model.phase must be one of {', '.join(dsp.PHASE_METHODS)}, got {phase!r}")
         self.net = net
+        # A learned representation is an nn.Module: assigning it registers it as a submodule,
+        # so its parameters train, save and move with the network. A fixed one is a plain
+        # attribute and adds no state-dict keys (older checkpoints load with strict=True).
         self.input_repr = input_repr
         self.target = target
         self.residual = residual
         self.stft_cfg = stft_cfg or dsp.StftConfig()
         self.phase = phase
         self.griffin_lim_iters = griffin_lim_iters
-        self.target_repr = input_repr if target == "same" else reps.build("log_magnitude")
+        # ``target_repr`` is a property: with ``target: same`` it *is* ``input_repr``, which must
+        # not be registered a second time (``target_repr.*`` duplicate state-dict keys).
+        self._fixed_target_repr = None if target == "same" else reps.build("log_magnitude")
         self.output_activation = ACTIVATIONS[self.target_repr.output_activation]
         self.inverse_activation = INVERSE_ACTIVATIONS[self.target_repr.output_activation]
+
+    @property
+    def target_repr(self) -> reps.Representation:
+        """The output domain's representation: ``input_repr`` (``target: same``) or ``log_magnitude``."""
+        return self.input_repr if self.target == "same" else self._fixed_target_repr
 
     @classmethod
     def from_hparams(cls, hp: Mapping[str, Any]) -> Dereverber:
@@ -83,12 +95,20 @@ class Dereverber(nn.Module):
         :mod:`dereverb.models.net_spec`; default the U-Net) with the representation's channels;
         checkpoints with the U-Net's old flat keys (``base_channels``, ``depth``, ...) load too."""
         hp = upgrade_hparams(hp)
-        representation = reps.build(hp.get("representation", "log_magnitude"), **dict(hp.get("representation_kwargs") or {}))
+        name = hp.get("representation", "log_magnitude")
+        kwargs = dict(hp.get("representation_kwargs") or {})
+        n_fft = hp.get("n_fft", 512)
+        if "n_bands" in reps.lookup(name).valid_kwargs(kwargs):  # per-band learned parameters
+            kwargs.setdefault("n_bands", n_fft // 2)
+            if kwargs["n_bands"] != n_fft // 2:
+                raise ValueError(f"model.representation_kwargs.n_bands={kwargs['n_bands']!r} must be n_fft // 2 = "
+                                 f"{n_fft // 2} (the STFT's bins); leave it out to get that")
+        representation = reps.build(name, **kwargs)
         target = hp.get("target", "log_magnitude")
         target_channels = representation.channels if target == "same" else 1
         net = build_net(net_spec(hp.get("net")), representation.channels, target_channels)
         stft_cfg = dsp.StftConfig(
-            sample_rate=hp.get("sample_rate", 16000), n_fft=hp.get("n_fft", 512), hop_length=hp.get("hop_length", 128)
+            sample_rate=hp.get("sample_rate", 16000), n_fft=n_fft, hop_length=hp.get("hop_length", 128)
         )
         return cls(
             net,
@@ -136,10 +156,14 @@ class Dereverber(nn.Module):
         return self.target_repr.encode(decoded)[0]
 
     def target_of(self, clean_mag: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
-        """The clean target in the output domain ``(B, C_out, F, N)``, encoded with the input's ctx."""
+        """The clean target in the output domain ``(B, C_out, F, N)``, encoded with the input's ctx.
+
+        A learned representation encodes it with its parameters detached (``reps.frozen``): a
+        target that moved with them would let the loss collapse the domain instead of learning."""
         with torch.autocast(device_type=clean_mag.device.type, enabled=False):
             if self.target == "same":
-                return self.target_repr.encode(clean_mag.float(), ctx)[0]
+                with reps.frozen(self.target_repr):
+                    return self.target_repr.encode(clean_mag.float(), ctx)[0]
             return self.target_repr.encode(clean_mag.float())[0]
 
     def decode(self, y: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:

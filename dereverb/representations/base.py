@@ -14,13 +14,16 @@ Everything runs in float32 with autocast disabled, on whatever device the tensor
 Magnitudes are ``|STFT|`` with the Nyquist bin dropped (``dereverb.signals.dsp.magnitude``).
 
 Round trips (see docs/representations.md for measured numbers): ``magnitude``,
-``log_magnitude`` and ``pcen`` invert to float precision; ``grayscale``/``colormap`` clip to
+``log_magnitude``, ``pcen``, ``learned_power`` and ``learned_pcen`` invert to float
+precision; ``grayscale``/``colormap`` clip to
 ``[ref - dynamic_range, ref]`` dB, so magnitudes below the range decode to the floor
 ``10**((ref - dynamic_range) / 20)``, and ``levels`` quantise inside it. Decoding a colour
 image is not differentiable (nearest lookup-table colour); the others are.
 
 A new representation is one module in this package: subclass :class:`Representation`,
-decorate it with ``@register``, and import the module in ``__init__``.
+decorate it with ``@register``, and import the module in ``__init__``. Representations with
+trainable parameters subclass :class:`~dereverb.representations.learned.LearnedRepresentation`
+(also an ``nn.Module``); the fixed ones are plain objects, so they add no state-dict keys.
 """
 
 from __future__ import annotations
@@ -155,11 +158,16 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def build(name: str, **kwargs: Any) -> Representation:
-    """Representation ``name`` with its keyword arguments; ``ValueError`` lists valid choices."""
+def lookup(name: str) -> type[Representation]:
+    """The class registered as ``name``; ``ValueError`` lists valid choices."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown representation {name!r}; choose one of: {', '.join(_REGISTRY)}")
-    cls = _REGISTRY[name]
+    return _REGISTRY[name]
+
+
+def build(name: str, **kwargs: Any) -> Representation:
+    """Representation ``name`` with its keyword arguments; ``ValueError`` lists valid choices."""
+    cls = lookup(name)
     valid = cls.valid_kwargs(kwargs)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:

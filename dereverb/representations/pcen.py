@@ -14,7 +14,9 @@ frame, librosa's default) makes the first ~T seconds of PCEN wrong. The smoother
 run over the spectrogram once - by default time-reversed, from the per-bin mean - and the
 state it ends in is the initial state of the real pass (see :func:`smoother`).
 
-:class:`Pcen` is the ``pcen`` representation on top of these functions.
+:class:`Pcen` is the ``pcen`` representation on top of these functions;
+``learned_pcen`` (:mod:`dereverb.representations.learned`) reuses them with per-band
+trainable parameters.
 """
 
 from __future__ import annotations
@@ -58,10 +60,14 @@ class PcenConfig:
 
 
 INITS: tuple[str, ...] = ("reflect", "loop", "zero")
+Param = float | torch.Tensor  # a PCEN parameter: one value, or one per band (F, 1)
 
 
-def smoother(mag: torch.Tensor, s: float, init: str = "reflect") -> torch.Tensor:
+def smoother(mag: torch.Tensor, s: float | torch.Tensor, init: str = "reflect") -> torch.Tensor:
     """IIR smoother ``M[n] = (1 - s) M[n-1] + s S[n]`` along the last axis: ``(B, F, N) -> (B, F, N)``.
+
+    ``s``: one coefficient (a float), or one per band, a tensor ``(F,)`` (``learned_pcen``;
+    differentiable in ``s``: torchaudio's ``lfilter`` has a backward for its coefficients).
 
     The initial state ``M[-1]`` (why: a cold start makes the first ~T seconds of PCEN wrong):
 
@@ -75,30 +81,55 @@ def smoother(mag: torch.Tensor, s: float, init: str = "reflect") -> torch.Tensor
     """
     if init not in INITS:
         raise ValueError(f"pcen init must be one of {', '.join(INITS)}, got {init!r}")
-    a = 1.0 - s
     n = mag.shape[-1]
     # Zero-state response by torchaudio's IIR kernel, plus the decaying initial-state term.
-    zero_state = AF.lfilter(
-        mag,
-        torch.tensor([1.0, -a], dtype=mag.dtype, device=mag.device),
-        torch.tensor([s, 0.0], dtype=mag.dtype, device=mag.device),
-        clamp=False,
-    )
+    if isinstance(s, torch.Tensor):
+        if s.dim() != 1 or s.shape[0] != mag.shape[-2]:
+            raise ValueError(f"pcen smoother: per-band s must have shape ({mag.shape[-2]},), got {tuple(s.shape)}")
+        s = s.to(mag.dtype)[:, None]  # (F, 1): one filter per band
+        a = 1.0 - s
+        zero_state = AF.lfilter(mag, torch.cat([torch.ones_like(s), -a], 1), torch.cat([s, torch.zeros_like(s)], 1),
+                                clamp=False, batching=True)
+    else:
+        a = 1.0 - s
+        zero_state = AF.lfilter(
+            mag,
+            torch.tensor([1.0, -a], dtype=mag.dtype, device=mag.device),
+            torch.tensor([s, 0.0], dtype=mag.dtype, device=mag.device),
+            clamp=False,
+        )
     if init == "zero":
         return zero_state
-    decay = a ** torch.arange(1, n + 1, dtype=mag.dtype, device=mag.device)  # a^(n+1), n = 0..N-1
+    decay = a ** torch.arange(1, n + 1, dtype=mag.dtype, device=mag.device)  # a^(n+1), n = 0..N-1; (N,) or (F, N)
     if init == "loop":
         tail = zero_state[..., -1]
     else:  # the zero-state response of the reversed spectrogram at its end: sum_n s a^n S[n]
         tail = (mag * (s * decay / a)).sum(dim=-1)
-    initial = decay[-1] * mag.mean(dim=-1) + tail  # (B, F)
+    initial = decay[..., -1] * mag.mean(dim=-1) + tail  # (B, F)
     return zero_state + decay * initial[..., None]
+
+
+def pcen_map(mag: torch.Tensor, m: torch.Tensor, gain: Param, bias: Param, power: Param, eps: float) -> torch.Tensor:
+    """PCEN of ``mag (B, F, N)`` given the smoother ``m (B, F, N)`` -> ``(B, F, N)`` >= 0.
+
+    ``gain`` / ``bias`` / ``power``: floats, or tensors broadcasting to ``(B, F, N)`` (per band:
+    ``(F, 1)``), so the fixed and the learned PCEN share this code."""
+    gained = mag.clamp_min(0) * torch.exp(-gain * torch.log(eps + m.clamp_min(0)))
+    return bias**power * torch.expm1(power * torch.log1p(gained / bias))
+
+
+def pcen_unmap(p: torch.Tensor, m: torch.Tensor, gain: Param, bias: Param, power: Param, eps: float) -> torch.Tensor:
+    """Inverse of :func:`pcen_map` given the same ``m`` and parameters -> magnitude ``(B, F, N)``.
+
+    Negative inputs (a network output below 0) clamp to 0, i.e. to silence.
+    """
+    gained = bias * torch.expm1(torch.log1p(p.clamp_min(0) / bias**power) / power)
+    return gained * torch.exp(gain * torch.log(eps + m.clamp_min(0)))
 
 
 def pcen_forward(mag: torch.Tensor, m: torch.Tensor, cfg: PcenConfig) -> torch.Tensor:
     """PCEN of ``mag (B, F, N)`` given the smoother ``m (B, F, N)`` -> ``(B, F, N)`` >= 0."""
-    gained = mag.clamp_min(0) * torch.exp(-cfg.gain * torch.log(cfg.eps + m.clamp_min(0)))
-    return cfg.bias**cfg.power * torch.expm1(cfg.power * torch.log1p(gained / cfg.bias))
+    return pcen_map(mag, m, cfg.gain, cfg.bias, cfg.power, cfg.eps)
 
 
 def pcen_inverse(p: torch.Tensor, m: torch.Tensor, cfg: PcenConfig) -> torch.Tensor:
@@ -106,8 +137,7 @@ def pcen_inverse(p: torch.Tensor, m: torch.Tensor, cfg: PcenConfig) -> torch.Ten
 
     Negative inputs (a network output below 0) clamp to 0, i.e. to silence.
     """
-    gained = cfg.bias * torch.expm1(torch.log1p(p.clamp_min(0) / cfg.bias**cfg.power) / cfg.power)
-    return gained * torch.exp(cfg.gain * torch.log(cfg.eps + m.clamp_min(0)))
+    return pcen_unmap(p, m, cfg.gain, cfg.bias, cfg.power, cfg.eps)
 
 
 @register

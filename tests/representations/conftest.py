@@ -28,7 +28,7 @@ def reverb_mag() -> torch.Tensor:
 
 def db_err(rep, mag):
     x, ctx = rep.encode(mag)
-    err, inside = R.db_error(mag, rep.decode(x, ctx))
+    err, inside = R.db_error(mag, rep.decode(x, ctx).detach())  # learned ones carry a graph
     return err[inside]
 
 

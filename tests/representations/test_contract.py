@@ -24,7 +24,7 @@ def test_shapes_dtypes_channels(name, reverb_mag):
     assert all(isinstance(v, torch.Tensor) for v in ctx.values())
     expected = {"magnitude": (1, "softplus"), "log_magnitude": (1, "identity"), "grayscale": (1, "sigmoid"),
                 "colormap": (3, "sigmoid"), "image_codec": (1, "sigmoid"), "pcen": (1, "softplus"),
-                "stacked": (3, "identity")}[name]
+                "stacked": (3, "identity"), "learned_power": (1, "sigmoid"), "learned_pcen": (1, "softplus")}[name]
     assert (rep.channels, rep.output_activation) == expected
 
 
@@ -79,6 +79,8 @@ def test_cuda_matches_cpu(label, name, kwargs, reverb_mag):
     ("pcen", {}, 1e-3),
     ("stacked", {}, 1e-3),
     ("stacked", {"frontends": ["pcen", "db"]}, 1e-3),
+    ("learned_power", {}, 1e-3),
+    ("learned_pcen", {}, 1e-3),
 ])
 def test_continuous_roundtrip_is_exact(name, kwargs, bound_db, reverb_mag):
     assert float(db_err(R.build(name, **kwargs), reverb_mag).max()) < bound_db
@@ -101,7 +103,8 @@ def test_8bit_roundtrip_within_half_a_step(name, kwargs, reverb_mag):
 
 
 @pytest.mark.parametrize("name, kwargs", [("grayscale", {}), ("colormap", {"levels": None}), ("pcen", {}),
-                                          ("stacked", {}), ("image_codec", {"format": "png"})])
+                                          ("stacked", {}), ("image_codec", {"format": "png"}),
+                                          ("learned_power", {}), ("learned_pcen", {})])
 def test_clean_encoded_with_input_ctx_decodes_with_input_reference(name, kwargs, reverb_mag):
     rep = R.build(name, **kwargs)
     clean = reverb_mag * torch.linspace(0.05, 1.0, reverb_mag.shape[-1])  # a different signal, quieter start

@@ -10,7 +10,8 @@ from dereverb.representations import base
 
 
 def test_names_and_unknown_name():
-    assert R.names() == ["magnitude", "log_magnitude", "grayscale", "colormap", "image_codec", "pcen", "stacked"]
+    assert R.names() == ["magnitude", "log_magnitude", "grayscale", "colormap", "image_codec", "pcen", "stacked",
+                         "learned_power", "learned_pcen"]
     with pytest.raises(ValueError, match="unknown representation 'rgb'.*magnitude.*colormap.*stacked"):
         R.build("rgb")
 
