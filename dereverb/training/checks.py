@@ -17,7 +17,7 @@ from dereverb.cli_errors import one_line, unwritable_reason
 from dereverb.data.datamodule import DereverbDataModule
 from dereverb.data.rooms import RirError
 from dereverb.data.speech import CorpusError
-from dereverb.inference.checkpoint import read_checkpoint
+from dereverb.inference.checkpoint import model_weights, read_checkpoint, resolve_checkpoint
 from dereverb.models.dereverber import upgrade_state_dict
 from dereverb.models.net_spec import NetSpecError, net_spec, upgrade_hparams
 
@@ -101,6 +101,31 @@ def check_resume_checkpoint(ckpt_path: str, model: LightningModule) -> None:
         f"{p}: the checkpoint's model does not fit this configuration ({detail}); "
         f"resume with the configuration it was trained with{hint}"
     )
+
+
+def load_init_weights(path_or_name: str, model: LightningModule) -> Path:
+    """Fill ``model`` (a ``DereverbModule``) with the weights of a checkpoint, a pretrained bundle
+    or ``pretrained`` (``--init_weights``): the optimizer, schedule and step count start fresh.
+
+    Raises :class:`ConfigError` naming the differing hyperparameters when the weights do not fit
+    the configured model (another representation or network size)."""
+    option = "--init_weights"
+    p = resolve_checkpoint(path_or_name, option)
+    ckpt = read_checkpoint(p, option=option)
+    weights = model_weights(ckpt)
+    own = model.model.state_dict()
+    bad = sorted(set(own) ^ set(weights)) + [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
+    if bad:
+        theirs_hp = _flat(upgrade_hparams({k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}))
+        own_hp = _flat(dict(model.hparams))
+        diffs = [f"model.{k}={v!r} there, {own_hp[k]!r} here" for k, v in theirs_hp.items() if k in own_hp and own_hp[k] != v]
+        detail = "; ".join(diffs[:4]) if diffs else f"e.g. {bad[0]}"
+        raise ConfigError(
+            f"{p}: {option} weights do not fit this model ({detail}); "
+            "configure the same representation and network as they were trained with"
+        )
+    model.model.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()}, strict=True)
+    return p
 
 
 def check_writable(path: str | os.PathLike, key: str) -> None:

@@ -58,6 +58,7 @@ def trainer_defaults() -> dict[str, Any]:
 class DereverbCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume training from this checkpoint (e.g. runs/<name>/version_0/checkpoints/last.ckpt)")
+        parser.add_argument("--init_weights", type=str | None, default=None, help="start from the weights of this checkpoint, pretrained bundle or `pretrained` (fine-tuning); optimizer, schedule and step count start fresh, unlike --ckpt_path")
         parser.add_argument("--test", type=bool, default=False, help="run the test split with the best checkpoint after training")
         parser.add_argument("--debug", action="store_true", help="show tracebacks with errors")
         parser.link_arguments("data.sample_rate", "model.sample_rate")

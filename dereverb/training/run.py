@@ -12,7 +12,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from dereverb.cli_errors import EXIT_INTERRUPTED, EXIT_TERMINATED
 from dereverb.training.callbacks import AutoSave, ConfigInCheckpoint, RngStateInCheckpoint
 from dereverb.training.checkpoint_io import use_atomic_checkpoint_io
-from dereverb.training.checks import check_data, check_output_folders, check_resume_checkpoint
+from dereverb.training.checks import (
+    ConfigError,
+    check_data,
+    check_output_folders,
+    check_resume_checkpoint,
+    load_init_weights,
+)
 from dereverb.training.cli import DereverbCLI, build_cli
 
 # Lightning warns on every mid-epoch resume of a loader without state_dict(); the DataModule
@@ -44,8 +50,12 @@ def run(args: list[str] | None = None, callbacks: list[Callback] | None = None) 
     """
     cli = build_cli(args)
     trainer = cli.trainer
+    if cli.config.ckpt_path and cli.config.get("init_weights"):
+        raise ConfigError("give --ckpt_path (resume a run) or --init_weights (start a new run from weights), not both")
     if cli.config.ckpt_path:
         check_resume_checkpoint(cli.config.ckpt_path, cli.model)
+    if cli.config.get("init_weights"):
+        load_init_weights(cli.config.init_weights, cli.model)
     check_output_folders(trainer)
     check_data(cli.datamodule)
     yaml_text = cli.parser.dump(cli.config, skip_check=True)

@@ -350,3 +350,28 @@ def test_resume_from_a_checkpoint_with_old_flat_hyperparameters(tmp_path, cache)
     assert resumed.trainer.global_step == 4  # continued from step 2
     with pytest.raises(ConfigError, match=r"model.net.init_args.base_channels=4 in the checkpoint, 8 here"):
         run([*base, "--trainer.max_epochs", "2", "--ckpt_path", str(old), "--model.net.init_args.base_channels", "8"])
+
+
+def test_init_weights_starts_a_new_run_from_a_checkpoints_or_bundles_weights(tmp_path, cache):
+    from dereverb.inference.pretrained import write_pretrained
+    from dereverb.training.checks import load_init_weights
+    from tests.conftest import write_tiny_checkpoint
+
+    ckpt = write_tiny_checkpoint(tmp_path / "w.ckpt", seed=3, phase="griffinlim-warm", griffin_lim_iters=2)
+    bundle = write_pretrained(ckpt, tmp_path / "w.pt")
+    source = torch.load(ckpt, weights_only=True)["state_dict"]
+    for weights in (ckpt, bundle):
+        torch.manual_seed(0)
+        m = DereverbModule(net={"class_path": "dereverb.models.unet.UNet", "init_args": {"base_channels": 4, "depth": 2}})
+        load_init_weights(str(weights), m)
+        own = m.state_dict()
+        tol = 0 if weights == ckpt else 1e-3  # the bundle is float16
+        assert all(torch.allclose(own[k].float(), v.float(), atol=tol) for k, v in source.items())
+    # a run starts from them (step 0, fresh optimizer) and trains
+    cli = run([*tiny_args(tmp_path, cache), "--init_weights", str(bundle), "--trainer.fast_dev_run", "1"])
+    assert cli.trainer.state.finished and torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+    # weights of another size: one line naming the difference
+    with pytest.raises(ConfigError, match=r"--init_weights weights do not fit .*base_channels=4 there, 8 here"):
+        run([*tiny_args(tmp_path, cache), "--init_weights", str(ckpt), "--model.net.init_args.base_channels", "8"])
+    with pytest.raises(ConfigError, match="not both"):
+        run([*tiny_args(tmp_path, cache), "--init_weights", str(ckpt), "--ckpt_path", str(ckpt)])
