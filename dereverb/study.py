@@ -1,11 +1,12 @@
 """``python -m dereverb.study --config configs/study.yaml``: the representation study.
 
 Can an RGB (colormapped) spectrogram beat the raw one as U-Net input? A matrix of
-*conditions* (arm x target domain) x *seeds* is trained with one architecture (only the input /
-output channels differ), one data set, one step budget and one optimiser, then every run is
-evaluated on the same simulated test set and, when the measured RIRs are present, on the same
-measured-room set (test-split speakers x measured RIRs). The report (``REPORT.md`` + PNG
-figures) is written from the results.
+*conditions* (arm x target domain) x *capacities* (network sizes) x *seeds* is trained with one
+architecture per capacity (only the input / output channels differ), one data set, one step
+budget and one optimiser, then every run is evaluated at several training lengths
+(``evaluation.at_steps``) on the same simulated test set and, when the measured RIRs are
+present, on the same measured-room set (test-split speakers x measured RIRs). The report
+(``REPORT.md`` + PNG figures) is written from the results.
 
 The work is done in :mod:`dereverb.experiment`: the arms and profiles
 (:mod:`~dereverb.experiment.config`), the runs (:mod:`~dereverb.experiment.runner`: finished
@@ -46,17 +47,18 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog=PROG,
         description=__doc__.splitlines()[0].split(": ", 1)[-1],
-        epilog=f"Example: {PROG} --config configs/study.yaml --profile quick\n"
+        epilog=f"Example: {PROG} --config configs/study.yaml --profile core\n"
         f"Report only: {PROG} --config configs/study.yaml --report-only "
         "--report-dir docs/study --force",
         exit_on_error=False,
         default_env=False,
     )
     p.add_argument("--config", required=True, help="study YAML (arms, shared training config, profiles)")
-    p.add_argument("--profile", help="profile of the config (quick | full; default: the config's default_profile)")
+    p.add_argument("--profile", help="profile of the config (smoke | quick | core | full; default: the config's default_profile)")
     p.add_argument("--out", type=Path | None, help="study folder (default runs/study/<profile>)")
     p.add_argument("--arms", help="comma-separated arms or arm@target conditions (default: all)")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the profile's)")
+    p.add_argument("--capacities", help="comma-separated capacities, e.g. tiny (default: the profile's)")
     p.add_argument("--jobs", type=PositiveInt | None, help="runs trained in parallel processes (default: the profile's)")
     p.add_argument("--speech", help="override data.speech (a folder, or 'synthetic' for a trial run)")
     p.add_argument("--list", action="store_true", help="print the runs and whether they are finished, then exit")
@@ -87,9 +89,10 @@ def _run(args, command: str) -> int:
         cfg.train = deep_merge(cfg.train, {"data": {"speech": args.speech}})
     arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
     seeds = _int_list(args.seeds, "--seeds") if args.seeds else None
-    specs = cfg.specs(arms, seeds)
+    caps = [c.strip() for c in args.capacities.split(",") if c.strip()] if args.capacities else None
+    specs = cfg.specs(arms, seeds, caps)
     if not specs:
-        raise StudyError("no runs selected; check --arms and --seeds")
+        raise StudyError("no runs selected; check --arms, --seeds and --capacities")
     out = args.out or Path("runs") / "study" / cfg.profile
     jobs = args.jobs if args.jobs is not None else cfg.jobs
     if jobs < 1:

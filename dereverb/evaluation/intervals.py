@@ -9,6 +9,11 @@
 - :func:`t_interval`: a mean with its Student-t interval (``scipy.stats.t``).
 - :func:`welch_test`: Welch's unequal-variance t-test of two samples
   (``scipy.stats.ttest_ind(equal_var=False)``) with the interval of the difference of means.
+- :func:`tost_paired`, :func:`tost_welch`: equivalence within ``±margin`` by two one-sided
+  tests (TOST, Schuirmann 1987) on paired items (``scipy.stats.ttest_1samp``) or on two
+  independent samples (Welch, ``scipy.stats.ttest_ind(equal_var=False)``). At level ``alpha``
+  TOST declares equivalence exactly when the ``1 - 2 alpha`` interval of the difference lies
+  inside ``(-margin, +margin)``; both are returned.
 """
 
 from __future__ import annotations
@@ -20,7 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["Welch", "bootstrap_diff", "paired_differences", "t_interval", "welch_test"]
+__all__ = [
+    "Equivalence",
+    "Welch",
+    "bootstrap_diff",
+    "paired_differences",
+    "t_interval",
+    "tost_paired",
+    "tost_welch",
+    "welch_test",
+]
 
 #: Resamples are drawn this many elements (resamples x items) at a time to bound memory.
 _CHUNK_ELEMENTS = 4_000_000
@@ -167,4 +181,112 @@ def welch_test(
         float(res.pvalue),
         float(ci.low),
         float(ci.high),
+    )
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """Two one-sided tests of ``|delta| < margin`` (TOST): ``delta`` (the mean difference),
+    ``lo, hi`` its ``1 - 2 alpha`` interval, ``p_lower`` (H0: ``delta <= -margin``),
+    ``p_upper`` (H0: ``delta >= +margin``), ``df`` of the t distribution used."""
+
+    delta: float
+    lo: float
+    hi: float
+    margin: float
+    alpha: float
+    p_lower: float
+    p_upper: float
+    df: float
+
+    @property
+    def pvalue(self) -> float:
+        """The TOST p-value: the larger one-sided p (NaN when undefined)."""
+        return max(self.p_lower, self.p_upper) if not math.isnan(self.p_lower + self.p_upper) else math.nan
+
+    @property
+    def equivalent(self) -> bool:
+        """Both one-sided nulls rejected at ``alpha`` (False when undefined)."""
+        p = self.pvalue
+        return bool(math.isfinite(p) and p < self.alpha)
+
+
+def _check_margin(margin: float, alpha: float, fn: str) -> None:
+    if not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"{fn}: margin must be a positive number, got {margin}")
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"{fn}: alpha must be in (0, 0.5), got {alpha}")
+
+
+def _degenerate(delta: float, margin: float, alpha: float, df: float) -> Equivalence:
+    """No spread at all: the interval is the point, each one-sided test is certain."""
+    return Equivalence(
+        delta, delta, delta, margin, alpha,
+        0.0 if delta > -margin else 1.0, 0.0 if delta < margin else 1.0, df,
+    )
+
+
+def tost_paired(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    margin: float,
+    alpha: float = 0.05,
+) -> Equivalence:
+    """TOST on paired items: is the mean of ``a_i - b_i`` within ``±margin``?
+
+    One-sample t-tests of the differences (items where both are finite) against ``-margin``
+    (alternative "greater") and ``+margin`` (alternative "less"); the interval is the
+    ``1 - 2 alpha`` t interval of the mean difference. NaN fields (not equivalent) with fewer
+    than 2 pairs.
+
+    >>> e = tost_paired([1.0, 2.0, 3.0, 4.0], [1.01, 1.99, 3.02, 3.98], margin=0.1)
+    >>> e.equivalent, round(e.delta, 3)
+    (True, 0.0)
+    """
+    _check_margin(margin, alpha, "tost_paired")
+    d = paired_differences(a, b)
+    nan = math.nan
+    if d.size < 2:
+        delta = float(d.mean()) if d.size else nan
+        return Equivalence(delta, nan, nan, margin, alpha, nan, nan, nan)
+    delta, df = float(d.mean()), float(d.size - 1)
+    if np.ptp(d) == 0:
+        return _degenerate(delta, margin, alpha, df)
+    lower = stats.ttest_1samp(d, -margin, alternative="greater")
+    upper = stats.ttest_1samp(d, margin, alternative="less")
+    ci = stats.ttest_1samp(d, 0.0).confidence_interval(confidence_level=1.0 - 2.0 * alpha)
+    return Equivalence(
+        delta, float(ci.low), float(ci.high), margin, alpha,
+        float(lower.pvalue), float(upper.pvalue), df,
+    )
+
+
+def tost_welch(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    margin: float,
+    alpha: float = 0.05,
+) -> Equivalence:
+    """TOST on two independent samples (Welch): is ``mean(a) - mean(b)`` within ``±margin``?
+
+    Welch t-tests of ``a + margin`` against ``b`` (alternative "greater") and ``a - margin``
+    against ``b`` (alternative "less"); the interval is Welch's ``1 - 2 alpha`` interval of the
+    difference (as :func:`welch_test`). NaN fields (not equivalent) with fewer than 2 finite
+    values in either sample.
+    """
+    _check_margin(margin, alpha, "tost_welch")
+    x, y = _finite(a), _finite(b)
+    nan = math.nan
+    delta = float(x.mean() - y.mean()) if x.size and y.size else nan
+    if x.size < 2 or y.size < 2:
+        return Equivalence(delta, nan, nan, margin, alpha, nan, nan, nan)
+    if x.var(ddof=1) + y.var(ddof=1) == 0:
+        return _degenerate(delta, margin, alpha, float(x.size + y.size - 2))
+    lower = stats.ttest_ind(x + margin, y, equal_var=False, alternative="greater")
+    upper = stats.ttest_ind(x - margin, y, equal_var=False, alternative="less")
+    both = stats.ttest_ind(x, y, equal_var=False)
+    ci = both.confidence_interval(confidence_level=1.0 - 2.0 * alpha)
+    return Equivalence(
+        delta, float(ci.low), float(ci.high), margin, alpha,
+        float(lower.pvalue), float(upper.pvalue), float(both.df),
     )

@@ -1,21 +1,35 @@
 """A finished study folder's numbers: the runs' scores, their statistics and training curves.
 
-Everything is computed from the runs' ``result.json`` files (per-item scores) and TensorBoard
-events. Statistics (intervals and tests from :mod:`dereverb.evaluation.intervals`, T60 bands
-from :mod:`dereverb.evaluation.report`):
+Everything is computed from the runs' ``result.json`` files (per-item scores at every evaluated
+training step) and TensorBoard events. A study can have several network *capacities* and
+training *lengths*; every table and comparison is made within one capacity at one step: take a
+view with :meth:`Study.view` (``study.view(capacity, step)``; default: the last step). Result
+files of study version 1 (no capacity, the last step only) read as capacity ``default``.
+
+Statistics (intervals and tests from :mod:`dereverb.evaluation.intervals`, T60 bands from
+:mod:`dereverb.evaluation.report`):
 
 - per condition (arm @ target) and seed: the mean over the evaluation items (NaN ignored);
   per condition: the mean of those per-seed means, a 95 % t interval over seeds
   (:func:`~dereverb.evaluation.intervals.t_interval`) and the seed-to-seed spread ``sd``
   (standard deviation of the per-seed means, ddof 1);
-- differences between two conditions: each item's score is first averaged over the seeds both
-  conditions have, then the items are paired and resampled (percentile bootstrap,
-  :func:`~dereverb.evaluation.intervals.bootstrap_diff`), i.e. pooled over seeds, paired by item;
-- "beyond seed noise": the bootstrap interval excludes 0 **and** ``|delta|`` exceeds the noise
-  threshold ``t(0.975, df) * se_seed`` of a Welch t-test on the per-seed means
-  (:func:`~dereverb.evaluation.intervals.welch_test`), with
-  ``se_seed = sqrt(sd_a**2 / n_a + sd_b**2 / n_b)`` (the spread the difference of two
-  seed-averaged means would have from initialisation alone).
+- a difference between two conditions (:func:`compare`) has two sources of uncertainty, the
+  test items and the seeds (initialisation), and is judged on both: an *item-level* interval
+  (each item's score averaged over the seeds, paired by item, paired t) and a *seed-level* one
+  (Welch on the per-seed means). The verdict interval is the hull of the two:
+
+  - ``better`` / ``worse``: the hull of the two ``1 - alpha`` (95 %) intervals excludes 0;
+  - ``equivalent`` (within ``±margin``): both TOSTs reject at ``alpha``, i.e. both
+    ``1 - 2 alpha`` (90 %) intervals lie inside ``±margin`` (checked first: a detected
+    difference smaller than the margin is "equivalent", flagged ``detected``);
+  - ``inconclusive`` otherwise (or with fewer than 2 seeds).
+
+  Margins per metric: ``analysis.margins`` of the study config. The paired percentile
+  bootstrap of version 1 (``lo``, ``hi``) and its "beyond seed noise" flag (bootstrap interval
+  excludes 0 and ``|delta|`` exceeds the Welch threshold ``t(0.975, df) * se_seed``) are kept.
+- a change of a difference (:func:`change_with_steps`, :func:`change_with_capacity`): the same
+  judgement on per-seed, per-item differences of differences (the same run at two steps is
+  paired; across capacities the runs are independent).
 """
 
 from __future__ import annotations
@@ -23,15 +37,22 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dereverb.evaluation.intervals import bootstrap_diff, t_interval, welch_test
+from dereverb.evaluation.intervals import (
+    bootstrap_diff,
+    paired_differences,
+    t_interval,
+    tost_paired,
+    tost_welch,
+    welch_test,
+)
 from dereverb.evaluation.report import BANDS, summarize
-from dereverb.experiment.config import EVAL_SETS
+from dereverb.experiment.config import DEFAULT_MARGINS, EVAL_SETS
 from dereverb.experiment.files import (
     BASELINES_JSON,
     RESULT,
@@ -41,26 +62,50 @@ from dereverb.experiment.files import (
     read_json,
     run_dir,
 )
-from dereverb.signals.metrics import METRICS
+from dereverb.signals.metrics import METRICS, REGISTRY
 
 #: The metrics the comparisons, verdicts and figures use (the tables show every metric).
 PRIMARY: tuple[str, ...] = ("pesq", "stoi", "estoi")
 SET_TITLES = {"sim": "simulated test rooms", "measured": "measured rooms"}
-#: Confidence of the Welch test that decides "beyond seed noise".
+#: Confidence of the Welch test that decides "beyond seed noise" (version 1's flag).
 NOISE_CONFIDENCE = 0.95
+#: The capacity of result files that have none (study version 1).
+DEFAULT_CAPACITY = "default"
+#: The outcomes of a comparison.
+OUTCOMES: tuple[str, ...] = ("better", "worse", "equivalent", "inconclusive")
+#: ``{seed: {item id: value}}``: one condition's scores (or differences of scores).
+Scores = dict[int, dict[str, float]]
 
 
 # ============================================================================ loading
+def _normalise(r: dict[str, Any]) -> dict[str, Any]:
+    """A result of any study version with ``capacity`` and ``steps`` (version 1: the last step
+    only, capacity :data:`DEFAULT_CAPACITY`)."""
+    r = dict(r)
+    r["capacity"] = r.get("capacity") or DEFAULT_CAPACITY
+    if not r.get("steps"):
+        r["steps"] = [
+            {"step": int(r.get("global_step", -1)), "rows": r.get("rows", {}), "means": r.get("means", {})}
+        ]
+    return r
+
+
 @dataclass
 class Study:
-    """A study folder: ``meta`` (study.json), finished ``results`` (result.json dicts) and the
-    baselines (``baselines.json`` or None)."""
+    """A study folder: ``meta`` (study.json), finished ``results`` (result.json dicts, with
+    ``capacity`` and ``steps``) and the baselines (``baselines.json`` or None). A *view*
+    (:meth:`view`) holds the results of one capacity with ``rows`` set to one step's scores."""
 
     folder: Path
     meta: dict[str, Any]
     results: list[dict[str, Any]]
     baselines: dict[str, Any] | None = None
     conditions: list[str] = field(default_factory=list)
+    #: ``(capacity, step)`` of a view; None for the whole study.
+    selected: tuple[str, int] | None = None
+    #: Computed item scores and comparisons, shared by a study and its views (a report asks
+    #: for the same comparison several times).
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def runs(self, condition: str) -> list[dict[str, Any]]:
         return sorted(
@@ -76,8 +121,79 @@ class Study:
         sets = {s for r in self.results for s in r.get("rows", {})}
         return [s for s in EVAL_SETS if s in sets]
 
+    @property
+    def margins(self) -> dict[str, float]:
+        """Equivalence margins per metric (the study config's ``analysis.margins``)."""
+        given = (self.meta.get("analysis") or {}).get("margins") or {}
+        return {**DEFAULT_MARGINS, **{k: float(v) for k, v in given.items()}}
+
+    @property
+    def alpha(self) -> float:
+        return float((self.meta.get("analysis") or {}).get("alpha", 0.05))
+
+    @property
+    def capacities(self) -> list[str]:
+        """Capacities with finished runs: the study config's order, then any others."""
+        present = {r["capacity"] for r in self.results}
+        order = [c for c in (self.meta.get("capacities") or {}) if c in present]
+        return order + sorted(present - set(order))
+
+    def capacity_args(self, capacity: str) -> dict[str, Any]:
+        """The U-Net arguments of ``capacity`` (from a run's resolved network, else study.json)."""
+        run = next((r for r in self.results if r["capacity"] == capacity and r.get("net")), None)
+        if run is not None:
+            return dict((run["net"] or {}).get("init_args") or {})
+        return dict((self.meta.get("capacities") or {}).get(capacity) or {})
+
+    def steps(self, capacity: str | None = None) -> list[int]:
+        """The evaluated steps of the runs (of ``capacity``), ascending."""
+        return sorted(
+            {
+                int(s["step"])
+                for r in self.results
+                if capacity is None or r["capacity"] == capacity
+                for s in r["steps"]
+            }
+        )
+
+    def view(self, capacity: str | None = None, step: int | None = None) -> Study:
+        """The runs of ``capacity`` (default: the only one; required when there are several)
+        with ``rows`` / ``means`` / ``global_step`` of training step ``step`` (default: the
+        capacity's last step); runs not evaluated at ``step`` are left out."""
+        caps = self.capacities
+        if capacity is None:
+            if len(caps) > 1:
+                raise ValueError(f"the study has capacities {caps}: choose one")
+            capacity = caps[0] if caps else DEFAULT_CAPACITY
+        steps = self.steps(capacity)
+        if step is None:
+            step = steps[-1] if steps else -1
+        out = []
+        for r in self.results:
+            if r["capacity"] != capacity:
+                continue
+            at = next((s for s in r["steps"] if int(s["step"]) == int(step)), None)
+            if at is not None:
+                out.append({**r, "rows": at.get("rows", {}), "means": at.get("means", {}), "global_step": int(step)})
+        present = {r["condition"] for r in out}
+        return replace(
+            self,
+            results=out,
+            conditions=[c for c in self.conditions if c in present],
+            selected=(capacity, int(step)),
+        )
+
+    def _single(self) -> None:
+        if self.selected is None and len({r["capacity"] for r in self.results}) > 1:
+            raise ValueError(
+                "this study has several capacities: compare within one, study.view(capacity, step)"
+            )
+
     def planned(self) -> list[str]:
-        """Run ids of the full matrix in study.json (arms x targets x seeds)."""
+        """Run ids of the profile's whole plan (study.json); for a version-1 study the matrix
+        arms x targets x seeds."""
+        if self.meta.get("plan"):
+            return [p["run_id"] for p in self.meta["plan"]]
         seeds = self.meta.get("seeds", [])
         return [
             f"{a}__{t}__seed{s}"
@@ -103,7 +219,7 @@ def load_study(folder: str | os.PathLike) -> Study:
             f"{root}: no study.json; run python -m dereverb.study first (or pass the study folder)"
         )
     found = (read_json(p) for p in sorted((root / RUNS).glob(f"*/{RESULT}")))
-    results = [r for r in found if r is not None]  # a hand-edited, broken file is skipped
+    results = [_normalise(r) for r in found if r is not None]  # a hand-edited, broken file is skipped
     order = [
         f"{a}@{t}"
         for a, arm in meta.get("arms", {}).items()
@@ -115,16 +231,27 @@ def load_study(folder: str | os.PathLike) -> Study:
 
 
 def runtime(study: Study) -> dict[str, Any]:
-    """Wall time of the sessions and the runs' training / evaluation / CPU seconds."""
+    """Wall time of the sessions and the runs' training / evaluation / CPU seconds (also per
+    capacity: ``per_capacity``)."""
     sessions = study.meta.get("sessions", [])
     res = study.results
+
+    def means(rs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return {
+            "runs": len(rs),
+            "train_seconds_mean": float(np.mean([r["train_seconds"] for r in rs])) if rs else math.nan,
+            "eval_seconds_mean": float(np.mean([r["eval_seconds"] for r in rs])) if rs else math.nan,
+        }
+
     return {
         "sessions": len(sessions),
         "wall_seconds": float(sum(s.get("wall_seconds", 0.0) for s in sessions)),
         "run_seconds": float(sum(r["train_seconds"] + r["eval_seconds"] for r in res)),
-        "train_seconds_mean": float(np.mean([r["train_seconds"] for r in res])) if res else math.nan,
-        "eval_seconds_mean": float(np.mean([r["eval_seconds"] for r in res])) if res else math.nan,
+        **means(res),
         "cpu_seconds": float(sum(r.get("cpu_seconds", 0.0) for r in res)),
+        "per_capacity": {
+            c: means([r for r in res if r["capacity"] == c]) for c in study.capacities
+        },
     }
 
 
@@ -140,9 +267,14 @@ def finite_mean(values: Sequence[float]) -> float:
     return float(a.mean()) if a.size else math.nan
 
 
-def item_scores(study: Study, eval_set: str, metric: str) -> dict[str, dict[int, dict[str, float]]]:
-    """``{condition: {seed: {item id: value}}}`` (NaN for failed scores)."""
-    out: dict[str, dict[int, dict[str, float]]] = {}
+def item_scores(study: Study, eval_set: str, metric: str) -> dict[str, Scores]:
+    """``{condition: {seed: {item id: value}}}`` (NaN for failed scores) of a one-capacity
+    study or view."""
+    study._single()
+    key = ("items", study.selected, len(study.results), eval_set, metric)
+    if key in study.memo:
+        return study.memo[key]
+    out: dict[str, Scores] = {}
     for r in study.results:
         rows = r.get("rows", {}).get(eval_set)
         if rows is None:
@@ -150,6 +282,7 @@ def item_scores(study: Study, eval_set: str, metric: str) -> dict[str, dict[int,
         out.setdefault(r["condition"], {})[int(r["seed"])] = {
             str(x["id"]): _val(x.get(metric)) for x in rows
         }
+    study.memo[key] = out
     return out
 
 
@@ -180,39 +313,76 @@ def summary_table(
     return rows
 
 
-def compare(
-    study: Study, eval_set: str, a: str, b: str, metric: str, n_boot: int = 2000, seed: int = 0
+def outcome(lo95: float, hi95: float, equivalent: bool, higher_is_better: bool = True) -> str:
+    """``better`` / ``worse`` / ``equivalent`` / ``inconclusive`` from the verdict intervals
+    (see the module docstring); equivalence is checked first."""
+    if equivalent:
+        return "equivalent"
+    if not (math.isfinite(lo95) and math.isfinite(hi95)):
+        return "inconclusive"
+    if lo95 > 0:
+        return "better" if higher_is_better else "worse"
+    if hi95 < 0:
+        return "worse" if higher_is_better else "better"
+    return "inconclusive"
+
+
+def combine(outcomes: Sequence[str]) -> str:
+    """One word for a pair over several metrics: ``better`` (better on some, worse on none),
+    ``worse``, ``mixed`` (both), ``equivalent`` (equivalent on all), else ``inconclusive``."""
+    up, down = "better" in outcomes, "worse" in outcomes
+    if up and down:
+        return "mixed"
+    if up or down:
+        return "better" if up else "worse"
+    if outcomes and all(o == "equivalent" for o in outcomes):
+        return "equivalent"
+    return "inconclusive"
+
+
+def contrast(
+    x: Scores,
+    y: Scores,
+    metric: str,
+    *,
+    margin: float,
+    alpha: float = 0.05,
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> dict[str, Any] | None:
-    """Condition ``a`` minus condition ``b`` on ``metric`` (see the module docstring); None when
-    either has no finished run. Keys: ``delta, lo, hi`` (bootstrap), ``n_items``, ``seeds``,
-    ``sd_a, sd_b, se_seed``, ``welch_df``, ``noise_threshold`` (Welch t quantile x se_seed),
-    ``ci_excludes_zero``, ``beyond_noise`` (None with < 2 seeds or no finite difference)."""
-    scores = item_scores(study, eval_set, metric)
-    if a not in scores or b not in scores:
-        return None
-    seeds = sorted(set(scores[a]) & set(scores[b]))
+    """``x`` minus ``y`` judged on items and seeds (the module docstring): the seeds both have,
+    the items every one of those seeds has. None when they share no seed."""
+    seeds = sorted(set(x) & set(y))
     if not seeds:
         return None
-    items = sorted(
-        set.intersection(*(set(scores[a][s]) for s in seeds), *(set(scores[b][s]) for s in seeds))
-    )
-    va = np.array([finite_mean([scores[a][s][i] for s in seeds]) for i in items])
-    vb = np.array([finite_mean([scores[b][s][i] for s in seeds]) for i in items])
+    items = sorted(set.intersection(*(set(x[s]) for s in seeds), *(set(y[s]) for s in seeds)))
+    va = np.array([finite_mean([x[s][i] for s in seeds]) for i in items])
+    vb = np.array([finite_mean([y[s][i] for s in seeds]) for i in items])
     delta, lo, hi = bootstrap_diff(va, vb, n=n_boot, seed=seed)
-    ma = [finite_mean(list(scores[a][s].values())) for s in seeds]
-    mb = [finite_mean(list(scores[b][s].values())) for s in seeds]
-    noise = welch_test(ma, mb, confidence=NOISE_CONFIDENCE)
+    ma = [finite_mean([x[s][i] for i in items]) for s in seeds]
+    mb = [finite_mean([y[s][i] for i in items]) for s in seeds]
+    noise = welch_test(ma, mb, confidence=1.0 - alpha)
+    _, item_lo, item_hi, _ = t_interval(paired_differences(va, vb), confidence=1.0 - alpha)
+    lo95, hi95 = _hull(item_lo, noise.lo), _hull(item_hi, noise.hi, upper=True)
+    if math.isfinite(margin) and margin > 0:
+        item_eq = tost_paired(va, vb, margin, alpha)
+        seed_eq = tost_welch(ma, mb, margin, alpha)
+        lo90, hi90 = _hull(item_eq.lo, seed_eq.lo), _hull(item_eq.hi, seed_eq.hi, upper=True)
+        equivalent = item_eq.equivalent and seed_eq.equivalent
+        p_tost = _max_p(item_eq.pvalue, seed_eq.pvalue)
+    else:  # no margin for this metric: no equivalence statement
+        lo90 = hi90 = p_tost = math.nan
+        equivalent = False
+    higher = REGISTRY[metric].higher_is_better if metric in REGISTRY else True
     excl = bool(math.isfinite(lo) and (lo > 0 or hi < 0))
+    # version 1's flag: bootstrap CI excludes 0 and |delta| beyond the Welch threshold
     beyond = (
         None
         if not math.isfinite(noise.threshold) or not math.isfinite(delta)
         else bool(excl and abs(delta) > noise.threshold)
     )
     return {
-        "a": a,
-        "b": b,
         "metric": metric,
-        "eval_set": eval_set,
         "delta": delta,
         "lo": lo,
         "hi": hi,
@@ -225,8 +395,212 @@ def compare(
         "noise_threshold": noise.threshold,
         "ci_excludes_zero": excl,
         "beyond_noise": beyond,
-        "per_seed_delta": [x - y for x, y in zip(ma, mb, strict=True)],
+        "per_seed_delta": [p - q for p, q in zip(ma, mb, strict=True)],
+        "margin": margin,
+        "alpha": alpha,
+        "item_lo": item_lo,
+        "item_hi": item_hi,
+        "seed_lo": noise.lo,
+        "seed_hi": noise.hi,
+        "lo95": lo95,
+        "hi95": hi95,
+        "lo90": lo90,
+        "hi90": hi90,
+        "p_tost": p_tost,
+        "equivalent": equivalent,
+        "detected": bool(math.isfinite(lo95) and (lo95 > 0 or hi95 < 0)),
+        "outcome": outcome(lo95, hi95, equivalent, higher),
     }
+
+
+def _hull(a: float, b: float, upper: bool = False) -> float:
+    """The outer end of two interval ends (NaN if either is NaN: both levels must be known)."""
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return max(a, b) if upper else min(a, b)
+
+
+def _max_p(a: float, b: float) -> float:
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
+
+
+def _margin_alpha(study: Study, metric: str, margin: float | None, alpha: float | None) -> tuple[float, float]:
+    return (
+        float(margin if margin is not None else study.margins.get(metric, math.nan)),
+        float(alpha if alpha is not None else study.alpha),
+    )
+
+
+def compare(
+    study: Study,
+    eval_set: str,
+    a: str,
+    b: str,
+    metric: str,
+    n_boot: int = 2000,
+    seed: int = 0,
+    *,
+    margin: float | None = None,
+    alpha: float | None = None,
+) -> dict[str, Any] | None:
+    """Condition ``a`` minus condition ``b`` on ``metric`` in a one-capacity study or view (see
+    the module docstring); None when either has no finished run. Keys: ``delta``, the verdict
+    ``outcome`` with its intervals ``lo95, hi95`` (hull of the item-level paired t and the
+    seed-level Welch intervals) and ``lo90, hi90`` (TOST against ``margin``, p ``p_tost``),
+    ``equivalent``, ``detected``; the parts ``item_lo/hi``, ``seed_lo/hi``; version 1's
+    ``lo, hi`` (paired bootstrap), ``n_items``, ``seeds``, ``sd_a, sd_b, se_seed``,
+    ``welch_df``, ``noise_threshold``, ``ci_excludes_zero``, ``beyond_noise`` (None with < 2
+    seeds or no finite difference)."""
+    m, al = _margin_alpha(study, metric, margin, alpha)
+    key = ("compare", study.selected, len(study.results), eval_set, a, b, metric, n_boot, seed, m, al)
+    if key not in study.memo:
+        scores = item_scores(study, eval_set, metric)
+        c = None
+        if a in scores and b in scores:
+            c = contrast(scores[a], scores[b], metric, margin=m, alpha=al, n_boot=n_boot, seed=seed)
+        study.memo[key] = None if c is None else {"a": a, "b": b, "eval_set": eval_set, **_where(study), **c}
+    hit = study.memo[key]
+    return None if hit is None else dict(hit)  # a copy: callers may annotate it
+
+
+def _where(study: Study) -> dict[str, Any]:
+    cap, step = study.selected or (None, None)
+    return {"capacity": cap, "step": step}
+
+
+def _sub(x: Scores, y: Scores) -> Scores:
+    """``x - y`` per seed and item (the seeds and items both have)."""
+    return {
+        s: {i: x[s][i] - y[s][i] for i in x[s].keys() & y[s].keys()} for s in x.keys() & y.keys()
+    }
+
+
+def effect_scores(
+    study: Study, eval_set: str, a: str, b: str, metric: str, capacity: str, step: int
+) -> Scores | None:
+    """Per seed and item, ``a - b`` at ``capacity`` and ``step`` (seed k of ``a`` minus seed k
+    of ``b``: independent runs, so pairing the seeds this way adds no assumption)."""
+    scores = item_scores(study.view(capacity, step), eval_set, metric)
+    if a not in scores or b not in scores:
+        return None
+    return _sub(scores[a], scores[b])
+
+
+def change_with_steps(
+    study: Study,
+    eval_set: str,
+    a: str,
+    b: str,
+    metric: str,
+    capacity: str,
+    steps: tuple[int, int],
+    n_boot: int = 2000,
+) -> dict[str, Any] | None:
+    """How ``a - b`` changes from ``steps[0]`` to ``steps[1]`` at ``capacity``: ``(a - b)`` at the
+    later step minus ``(a - b)`` at the earlier one. Each run is paired with itself across the
+    steps (its own change), so the seed-level test is on the per-seed changes of ``a`` against
+    those of ``b``. ``outcome`` "better" = the difference grew (in ``a``'s favour)."""
+    v0, v1 = study.view(capacity, steps[0]), study.view(capacity, steps[1])
+    s0, s1 = item_scores(v0, eval_set, metric), item_scores(v1, eval_set, metric)
+    if not all(c in s for c in (a, b) for s in (s0, s1)):
+        return None
+    m, al = _margin_alpha(study, metric, None, None)
+    c = contrast(_sub(s1[a], s0[a]), _sub(s1[b], s0[b]), metric, margin=m, alpha=al, n_boot=n_boot)
+    if c is None:
+        return None
+    return {"a": a, "b": b, "eval_set": eval_set, "capacity": capacity, "steps": list(steps), **c}
+
+
+def change_with_capacity(
+    study: Study,
+    eval_set: str,
+    a: str,
+    b: str,
+    metric: str,
+    capacities: tuple[str, str],
+    step: int | None = None,
+    n_boot: int = 2000,
+) -> dict[str, Any] | None:
+    """How ``a - b`` changes from ``capacities[0]`` to ``capacities[1]`` (each at ``step``,
+    default: its last step): ``(a - b)`` at the second minus ``(a - b)`` at the first.
+    ``outcome`` "better" = the difference grew (in ``a``'s favour)."""
+    effects = []
+    for cap in capacities:
+        st = step if step is not None else (study.steps(cap) or [-1])[-1]
+        e = effect_scores(study, eval_set, a, b, metric, cap, st)
+        if e is None:
+            return None
+        effects.append(e)
+    m, al = _margin_alpha(study, metric, None, None)
+    c = contrast(effects[1], effects[0], metric, margin=m, alpha=al, n_boot=n_boot)
+    if c is None:
+        return None
+    return {"a": a, "b": b, "eval_set": eval_set, "capacities": list(capacities), "step": step, **c}
+
+
+def compare_capacities(
+    study: Study,
+    eval_set: str,
+    condition: str,
+    metric: str,
+    capacities: tuple[str, str],
+    n_boot: int = 2000,
+) -> dict[str, Any] | None:
+    """One condition at ``capacities[1]`` minus at ``capacities[0]``, each at its last step
+    (independent runs; items paired)."""
+    scores = []
+    for cap in capacities:
+        sc = item_scores(study.view(cap), eval_set, metric).get(condition)
+        if sc is None:
+            return None
+        scores.append(sc)
+    m, al = _margin_alpha(study, metric, None, None)
+    c = contrast(scores[1], scores[0], metric, margin=m, alpha=al, n_boot=n_boot)
+    if c is None:
+        return None
+    return {"a": condition, "b": condition, "eval_set": eval_set, "capacities": list(capacities), **c}
+
+
+def compare_by_step(
+    study: Study, eval_set: str, a: str, b: str, metric: str, capacity: str, n_boot: int = 2000
+) -> list[dict[str, Any]]:
+    """:func:`compare` of ``a`` and ``b`` at every evaluated step of ``capacity``."""
+    out = []
+    for st in study.steps(capacity):
+        c = compare(study.view(capacity, st), eval_set, a, b, metric, n_boot=n_boot)
+        if c is not None:
+            out.append(c)
+    return out
+
+
+def curve_table(
+    study: Study, eval_set: str, metric: str, capacity: str
+) -> list[dict[str, Any]]:
+    """Metric vs training steps at ``capacity``: per condition and step ``{condition, step,
+    mean, lo, hi, sd, n_seeds, per_seed}`` (mean over seeds of the per-seed means, 95 % t
+    interval over seeds)."""
+    rows = []
+    for st in study.steps(capacity):
+        v = study.view(capacity, st)
+        sm = seed_means(v, eval_set, metric)
+        for c in v.conditions:
+            per = sm.get(c, {})
+            if not per:
+                continue
+            mean, lo, hi, sd = t_interval(list(per.values()))
+            rows.append(
+                {
+                    "condition": c,
+                    "step": st,
+                    "mean": mean,
+                    "lo": lo,
+                    "hi": hi,
+                    "sd": sd,
+                    "n_seeds": len(per),
+                    "per_seed": {int(k): float(x) for k, x in per.items()},
+                }
+            )
+    return rows
 
 
 def _band_means(summary: Mapping[str, Any], metric: str) -> dict[str, Any]:
@@ -242,7 +616,8 @@ def _band_means(summary: Mapping[str, Any], metric: str) -> dict[str, Any]:
 def band_table(study: Study, eval_set: str, metric: str) -> list[dict[str, Any]]:
     """Per condition (mean over seeds of per-seed band means) and baseline:
     ``{name, <band>: mean, n_<band>}``; bands and band means from
-    :func:`dereverb.evaluation.report.summarize` (each seed one system)."""
+    :func:`dereverb.evaluation.report.summarize` (each seed one system). One capacity (a view)."""
+    study._single()
     rows = []
     for c in study.conditions:
         scored = [

@@ -23,6 +23,30 @@ anything but the representation (every arm trains the same network the same way)
 A run's *fingerprint* (:func:`run_fingerprint`) hashes its resolved settings, so a finished run
 is reused exactly when the same run is asked for again, however the YAML spells it (an arm
 inline or by config file, the U-Net's arguments flat or under ``model.net``).
+
+Three more axes (study version 2):
+
+- ``capacities``: named network sizes, each a set of U-Net arguments laid over
+  ``train.model.net.init_args`` (``{tiny: {base_channels: 8, depth: 3}, large: {...}}``; a
+  profile may override them). A run then has a capacity; its id
+  (``<arm>__<target>__<capacity>__seed<k>``) and fingerprint name it. A study without
+  ``capacities`` has runs without one (``<arm>__<target>__seed<k>``, as in version 1). List
+  them smallest first: the report's capacity changes go from the first to the last.
+- a profile's ``runs``: which conditions run at which capacities with which seeds, as groups::
+
+      runs:
+        - {conditions: [log_magnitude, rgb_turbo@log_magnitude], capacities: [tiny, large], seeds: [0, 1, 2, 3, 4]}
+        - {conditions: [magnitude, rgb_jet], seeds: [0, 1, 2]}      # capacities: all of them
+
+  A condition is an arm (all its ``targets``) or ``arm@target``. Without ``runs``: every arm and
+  target, the profile's seeds, every capacity. Only the arms a profile runs are read (and
+  checked), so a profile does not depend on representations it does not use.
+- ``evaluation.at_steps``: the training steps whose weights are evaluated (a checkpoint is saved
+  at each), besides the last step (``trainer.max_steps``, set to ``max(at_steps)`` when absent):
+  one run gives the metric-vs-training-length curve.
+
+``analysis`` (equivalence ``margins`` per metric, ``alpha``) only changes the report, so it is not
+part of any fingerprint.
 """
 
 from __future__ import annotations
@@ -42,18 +66,26 @@ from dereverb.cli_errors import read_yaml_mapping
 from dereverb.models.net_spec import DEFAULT_NET, upgrade_hparams
 
 TARGETS: tuple[str, ...] = ("log_magnitude", "same")
-PROFILES: tuple[str, ...] = ("quick", "full")
+PROFILES: tuple[str, ...] = ("smoke", "quick", "core", "full")
 EVAL_SETS: tuple[str, ...] = ("sim", "measured")
 #: Bump when a result would change for the same settings (training or evaluation code changes).
-STUDY_VERSION = 1
+#: 2: results hold the scores at every ``evaluation.at_steps`` step (``steps``) and the run's
+#: capacity; the network's parameter count is read from today's checkpoint layout.
+STUDY_VERSION = 2
 #: The model keys that make an arm: the rest of ``model`` is shared by every arm.
 ARM_MODEL_KEYS: tuple[str, ...] = ("representation", "representation_kwargs", "target")
 _ARM_KEYS = ("config", "representation", "representation_kwargs", "input_expansion", "targets")
 _TOP_KEYS = (
     "description", "default_profile", "seeds", "reference", "arms", "train", "evaluation",
-    "profiles", "jobs", "threads",
+    "profiles", "jobs", "threads", "capacities", "analysis",
 )
-_PROFILE_KEYS = ("seeds", "train", "evaluation", "jobs", "threads", "description")
+_PROFILE_KEYS = (
+    "seeds", "train", "evaluation", "jobs", "threads", "description", "capacities", "runs",
+    "analysis",
+)
+_GROUP_KEYS = ("conditions", "capacities", "seeds")
+#: Equivalence margins (``analysis.margins``) when the study config gives none.
+DEFAULT_MARGINS: dict[str, float] = {"pesq": 0.05, "stoi": 0.01, "estoi": 0.02, "si_sdr": 0.5}
 
 
 class StudyError(Exception):
@@ -80,20 +112,33 @@ class Arm:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: an arm, its target domain and a seed."""
+    """One training run: an arm, its target domain, a seed and (when the study defines
+    capacities) the network capacity."""
 
     arm: Arm
     target: str
     seed: int
+    capacity: str | None = None
 
     @property
     def condition(self) -> str:
-        """``<arm>@<target>``: what is compared (seeds are repeats of a condition)."""
+        """``<arm>@<target>``: what is compared (seeds are repeats of a condition; capacities
+        are compared separately)."""
         return f"{self.arm.name}@{self.target}"
 
     @property
     def run_id(self) -> str:
-        return f"{self.arm.name}__{self.target}__seed{self.seed}"
+        cap = f"__{self.capacity}" if self.capacity else ""
+        return f"{self.arm.name}__{self.target}{cap}__seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """Part of a profile's plan: ``conditions`` (``arm@target``) x ``capacities`` x ``seeds``."""
+
+    conditions: tuple[str, ...]
+    capacities: tuple[str | None, ...]
+    seeds: tuple[int, ...]
 
 
 @dataclass
@@ -110,12 +155,29 @@ class StudyConfig:
     jobs: int = 1
     threads: int = 1
     description: str = ""
+    #: Named network sizes: U-Net arguments laid over ``train.model.net.init_args``.
+    capacities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The profile's plan; empty: every arm and target x ``seeds`` x every capacity.
+    groups: list[RunGroup] = field(default_factory=list)
+    #: Report settings (``margins``, ``alpha``): not part of any fingerprint.
+    analysis: dict[str, Any] = field(default_factory=dict)
+
+    def plan_groups(self) -> list[RunGroup]:
+        """The profile's groups, or the one implicit group (everything)."""
+        if self.groups:
+            return list(self.groups)
+        conds = tuple(f"{a.name}@{t}" for a in self.arms.values() for t in a.targets)
+        return [RunGroup(conds, tuple(self.capacities) or (None,), tuple(self.seeds))]
 
     def specs(
-        self, arms: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+        self,
+        arms: Sequence[str] | None = None,
+        seeds: Sequence[int] | None = None,
+        capacities: Sequence[str] | None = None,
     ) -> list[RunSpec]:
-        """Runs in seed-major order (seed, arm, target), filtered by ``arms`` (arm names or
-        ``arm@target`` conditions) and ``seeds``."""
+        """The profile's runs in seed-major order (seed; then group, capacity, arm, target),
+        filtered by ``arms`` (arm names or ``arm@target`` conditions), ``seeds`` and
+        ``capacities``. ``seeds`` replaces every group's seeds."""
         wanted = list(arms) if arms else None
         if wanted:
             known = set(self.arms) | {
@@ -127,18 +189,50 @@ class StudyConfig:
                     f"--arms: unknown arm(s) {', '.join(bad)}; choose from {', '.join(self.arms)} "
                     "(or arm@target, e.g. rgb_turbo@same)"
                 )
-        use_seeds = list(self.seeds if seeds is None else seeds)
-        out = []
+        if capacities:
+            bad = [c for c in capacities if c not in self.capacities]
+            if bad:
+                raise StudyError(
+                    f"--capacities: unknown capacit(ies) {', '.join(bad)}; choose from "
+                    f"{', '.join(self.capacities) or '(none defined in the study config)'}"
+                )
+        groups = self.plan_groups()
+        all_seeds = sorted({s for g in groups for s in g.seeds}) if seeds is None else list(seeds)
+        out: list[RunSpec] = []
+        seen: set[str] = set()
         # Seed-major: every condition gets seed 0 before any gets seed 1, so a study cut short
         # still covers all conditions.
-        for s in use_seeds:
-            for arm in self.arms.values():
-                for target in arm.targets:
-                    cond = f"{arm.name}@{target}"
-                    if wanted and arm.name not in wanted and cond not in wanted:
+        for s in all_seeds:
+            for g in groups:
+                if seeds is None and s not in g.seeds:
+                    continue
+                for cap in g.capacities:
+                    if capacities and cap not in capacities:
                         continue
-                    out.append(RunSpec(arm, target, int(s)))
+                    for cond in g.conditions:
+                        arm_name, target = cond.split("@")
+                        if wanted and arm_name not in wanted and cond not in wanted:
+                            continue
+                        spec = RunSpec(self.arms[arm_name], target, int(s), cap)
+                        if spec.run_id not in seen:
+                            seen.add(spec.run_id)
+                            out.append(spec)
         return out
+
+    @property
+    def max_steps(self) -> int:
+        """``train.trainer.max_steps`` (the last training step)."""
+        return int((self.train.get("trainer") or {}).get("max_steps", -1))
+
+    @property
+    def eval_steps(self) -> list[int]:
+        """The steps whose weights are evaluated: ``evaluation.at_steps`` and the last step."""
+        return sorted({*(int(s) for s in self.evaluation.get("at_steps") or ()), self.max_steps})
+
+    @property
+    def margins(self) -> dict[str, float]:
+        """Equivalence margins per metric (``analysis.margins`` over :data:`DEFAULT_MARGINS`)."""
+        return {**DEFAULT_MARGINS, **{k: float(v) for k, v in (self.analysis.get("margins") or {}).items()}}
 
     @property
     def sample_rate(self) -> int:
@@ -268,27 +362,151 @@ def load_config(path: str | os.PathLike, profile: str | None = None) -> StudyCon
     arms_raw = raw.get("arms") or {}
     if not arms_raw:
         raise StudyError(f"--config {p}: no arms defined")
-    arms = {n: _parse_arm(n, a, p) for n, a in arms_raw.items()}
+    if not isinstance(arms_raw, Mapping):
+        raise StudyError(f"--config {p}: arms must be a mapping of arm name -> arm")
+    capacities = _capacities(raw, prof, p, name)
+    seeds = _seeds(prof.get("seeds", raw.get("seeds", [0])), f"--config {p}: profile {name!r} seeds")
+    groups = _groups(prof.get("runs"), arms_raw, capacities, p, name)
+    # Only the arms this profile runs are read (a profile does not depend on the others).
+    used = {c.split("@")[0] for g in groups for c in g.conditions} if groups else set(arms_raw)
+    arms = {n: _parse_arm(n, a, p) for n, a in arms_raw.items() if n in used}
+    for g in groups:
+        for c in g.conditions:
+            arm_name, target = c.split("@")
+            if target not in arms[arm_name].targets:
+                raise StudyError(
+                    f"--config {p}: profile {name!r} runs {c!r}, but arm {arm_name!r} has targets "
+                    f"{list(arms[arm_name].targets)}"
+                )
     reference = str(raw.get("reference", "log_magnitude@log_magnitude"))
-    if reference.split("@")[0] not in arms:
+    if reference.split("@")[0] not in arms_raw:
         raise StudyError(
             f"--config {p}: reference {reference!r} is not an arm@target of this study"
         )
     desc = " ".join(str(x) for x in (raw.get("description", ""), prof.get("description", "")) if x)
+    analysis = deep_merge(raw.get("analysis") or {}, prof.get("analysis") or {})
+    if not isinstance(analysis.get("margins", {}), Mapping):
+        raise StudyError(f"--config {p}: analysis.margins must map metric -> margin")
+    if groups:  # the seeds the plan uses
+        seeds = sorted({sd for g in groups for sd in g.seeds})
     cfg = StudyConfig(
         str(p),
         name,
         arms,
-        [int(s) for s in prof.get("seeds", raw.get("seeds", [0]))],
+        seeds,
         reference,
         deep_merge(raw.get("train") or {}, prof.get("train") or {}),
         deep_merge(raw.get("evaluation") or {}, prof.get("evaluation") or {}),
         jobs=int(prof.get("jobs", raw.get("jobs", 1))),
         threads=int(prof.get("threads", raw.get("threads", 1))),
         description=desc,
+        capacities=capacities,
+        groups=groups,
+        analysis=analysis,
     )
+    _check_steps(cfg)
     check_shared_settings(cfg)
     return cfg
+
+
+def _seeds(raw: Any, where: str) -> list[int]:
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw
+    ):
+        raise StudyError(f"{where} must be a non-empty list of integers >= 0, got {raw!r}")
+    if len(set(raw)) != len(raw):
+        raise StudyError(f"{where} repeats a seed: {list(raw)}")
+    return [int(s) for s in raw]
+
+
+def _capacities(
+    raw: Mapping[str, Any], prof: Mapping[str, Any], p: Path, name: str
+) -> dict[str, dict[str, Any]]:
+    """The study's capacities with the profile's over them: ``{name: U-Net arguments}``."""
+    caps = deep_merge(raw.get("capacities") or {}, prof.get("capacities") or {})
+    for cap, args in caps.items():
+        if not isinstance(args, Mapping) or not args:
+            raise StudyError(
+                f"--config {p}: capacity {cap!r} needs a mapping of U-Net arguments, e.g. "
+                "{base_channels: 8, depth: 3}"
+            )
+        if "__" in str(cap) or "@" in str(cap) or not str(cap).replace("_", "").isalnum():
+            raise StudyError(f"--config {p}: capacity name {cap!r} must be letters, digits and single underscores")
+    return {str(k): dict(v) for k, v in caps.items()}
+
+
+def _groups(
+    raw: Any,
+    arms_raw: Mapping[str, Any],
+    capacities: Mapping[str, Any],
+    p: Path,
+    name: str,
+) -> list[RunGroup]:
+    """A profile's ``runs`` as :class:`RunGroup` s (empty: no ``runs``, everything runs)."""
+    if raw is None:
+        return []
+    where = f"--config {p}: profile {name!r} runs"
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
+        raise StudyError(f"{where} must be a list of groups {{conditions, capacities, seeds}}")
+    groups = []
+    for k, g in enumerate(raw):
+        if not isinstance(g, Mapping) or "conditions" not in g or "seeds" not in g:
+            raise StudyError(f"{where}[{k}] needs conditions and seeds (capacities: optional)")
+        bad = sorted(set(g) - set(_GROUP_KEYS))
+        if bad:
+            raise StudyError(f"{where}[{k}] has unknown key(s) {', '.join(bad)}")
+        conds: list[str] = []
+        for c in g["conditions"]:
+            arm_name, _, target = str(c).partition("@")
+            if arm_name not in arms_raw:
+                raise StudyError(f"{where}[{k}]: {c!r} is not an arm of the study")
+            if target:
+                conds.append(f"{arm_name}@{target}")
+            else:  # every target of the arm
+                arm = arms_raw[arm_name] or {}
+                targets = arm.get("targets") if isinstance(arm, Mapping) else None
+                conds += [f"{arm_name}@{t}" for t in (targets or ("log_magnitude",))]
+        caps = g.get("capacities")
+        if caps is None:
+            caps = list(capacities) or [None]
+        elif not capacities:
+            raise StudyError(f"{where}[{k}] names capacities, but the study defines none")
+        bad = [c for c in caps if c is not None and c not in capacities]
+        if bad or not caps:
+            raise StudyError(
+                f"{where}[{k}]: unknown capacit(ies) {', '.join(map(str, bad)) or '(none given)'}; "
+                f"choose from {', '.join(capacities)}"
+            )
+        seeds = _seeds(g["seeds"], f"{where}[{k}] seeds")
+        groups.append(RunGroup(tuple(dict.fromkeys(conds)), tuple(caps), tuple(seeds)))
+    return groups
+
+
+def _check_steps(cfg: StudyConfig) -> None:
+    """``evaluation.at_steps``: positive integers up to ``trainer.max_steps`` (which defaults
+    to their maximum)."""
+    at = cfg.evaluation.get("at_steps")
+    if at is None:
+        return
+    if (
+        not isinstance(at, Sequence)
+        or isinstance(at, str)
+        or not at
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in at)
+    ):
+        raise StudyError(
+            f"{cfg.path}: evaluation.at_steps must be a list of positive step numbers, e.g. "
+            f"[60, 240, 960], got {at!r}"
+        )
+    cfg.evaluation["at_steps"] = sorted(set(at))
+    trainer = cfg.train.setdefault("trainer", {})
+    if int(trainer.get("max_steps") or -1) < 1:
+        trainer["max_steps"] = max(at)
+    if max(at) > cfg.max_steps:
+        raise StudyError(
+            f"{cfg.path}: evaluation.at_steps {sorted(at)} go past trainer.max_steps "
+            f"{cfg.max_steps}; the last step is evaluated anyway"
+        )
 
 
 # ============================================================================ runs and fingerprints
@@ -312,6 +530,12 @@ def run_config(cfg: StudyConfig, spec: RunSpec, run_dir: Path | None) -> dict[st
     model["target"] = spec.target
     model["input_expansion"] = spec.arm.input_expansion
     model = upgrade_hparams(model)
+    if spec.capacity is not None:  # the capacity's network arguments win over the shared ones
+        if spec.capacity not in cfg.capacities:
+            raise StudyError(f"{cfg.path}: run {spec.run_id}: unknown capacity {spec.capacity!r}")
+        net = dict(model.get("net") or {})
+        net["init_args"] = {**(net.get("init_args") or {}), **cfg.capacities[spec.capacity]}
+        model["net"] = net
     if isinstance(model.get("net"), Mapping):  # a net given by its init_args alone: the U-Net
         model["net"] = {"class_path": DEFAULT_NET, **model["net"]}
     c["model"] = model
@@ -355,8 +579,9 @@ def check_shared_settings(cfg: StudyConfig) -> None:
     """Every arm trains the same network the same way: raise :class:`StudyError` naming the
     first setting an arm's config changes."""
     first: tuple[str, dict[str, Any]] | None = None
+    cap = next(iter(cfg.capacities), None)
     for arm in cfg.arms.values():
-        shared = _split_run(cfg, RunSpec(arm, arm.targets[0], 0))[0]
+        shared = _split_run(cfg, RunSpec(arm, arm.targets[0], 0, cap))[0]
         if first is None:
             first = (arm.name, shared)
             continue
@@ -384,18 +609,20 @@ def fingerprint(obj: Any) -> str:
 
 def run_fingerprint(cfg: StudyConfig, spec: RunSpec) -> str:
     """What makes a finished run reusable: its resolved training settings (:func:`run_config`
-    in canonical form), the evaluation settings, target and seed."""
+    in canonical form, the capacity's network arguments included), the evaluation settings
+    (``at_steps`` included), target, seed and capacity name."""
     shared, arm = _split_run(cfg, spec)
-    return fingerprint(
-        {
-            "v": STUDY_VERSION,
-            "train": _canonical(shared),
-            "evaluation": cfg.evaluation,
-            "arm": {"name": spec.arm.name, **arm},
-            "target": spec.target,
-            "seed": spec.seed,
-        }
-    )
+    what = {
+        "v": STUDY_VERSION,
+        "train": _canonical(shared),
+        "evaluation": cfg.evaluation,
+        "arm": {"name": spec.arm.name, **arm},
+        "target": spec.target,
+        "seed": spec.seed,
+    }
+    if spec.capacity is not None:
+        what["capacity"] = spec.capacity
+    return fingerprint(what)
 
 
 def items_fingerprint(items: Sequence[Mapping[str, Any]]) -> str:

@@ -8,9 +8,13 @@ Layout of a study folder (``--out``, default ``runs/study/<profile>``)::
     runs/<arm>__<target>__seed<k>/
         config.yaml             the generated LightningCLI config of this run
         train.log               Lightning's output
-        final.ckpt              the weights after the last training step (the evaluated model)
+        final.ckpt              the weights after the last training step (evaluated)
+        steps/step=<k>.ckpt     the weights after step k, for each evaluation.at_steps k (evaluated)
         tb/version_0/           TensorBoard events, resolved config, checkpoints/{last,best-*}.ckpt
-        result.json             written atomically at the very end: per-item scores, timings
+        result.json             written atomically at the very end: per-item scores at every
+                                evaluated step (``steps``; the last one also as ``rows``), timings
+
+(with capacities, run folders are ``<arm>__<target>__<capacity>__seed<k>``)
     report/REPORT.md + *.png    (or --report-dir)
 """
 
@@ -31,6 +35,7 @@ BASELINE_CACHE = "baseline_cache"
 RUNS = "runs"
 RESULT = "result.json"
 FINAL_CKPT = "final.ckpt"
+STEP_CKPTS = "steps"
 RUN_CONFIG = "config.yaml"
 TRAIN_LOG = "train.log"
 TB_VERSION = Path("tb") / "version_0"

@@ -1,8 +1,11 @@
 """Running the study: plan the runs, train and evaluate each as one job, record the sessions.
 
 A :class:`RunJob` is one run as a self-contained, picklable unit of work: calling it trains the
-run's network with :func:`dereverb.training.run.run`, scores the weights after the last step on
-the study's evaluation items and writes ``result.json`` (atomically, last). :func:`run_study`
+run's network with :func:`dereverb.training.run.run` (saving a checkpoint at every step of
+``evaluation.at_steps``, :class:`~dereverb.experiment.checkpoints.SaveAtSteps`), scores the
+weights of each of those steps and of the last step on the study's evaluation items and writes
+``result.json`` (atomically, last): the last step's scores where they always were (``rows``,
+``means``), every step's under ``steps``. :func:`run_study`
 executes the jobs in a local process pool (``jobs`` at a time); a cluster launcher can run the
 same jobs, e.g. ``submitit``'s ``executor.submit(job)`` for each of :func:`make_jobs`.
 
@@ -40,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from dereverb.experiment.config import (
+    STUDY_VERSION,
     RunSpec,
     StudyConfig,
     StudyError,
@@ -58,6 +62,8 @@ from dereverb.experiment.files import (
     FINAL_CKPT,
     RESULT,
     RUN_CONFIG,
+    RUNS,
+    STEP_CKPTS,
     STUDY_JSON,
     TRAIN_LOG,
     load_result,
@@ -73,17 +79,29 @@ Items = Mapping[str, Sequence[Mapping[str, Any]]]
 
 
 # ============================================================================ one run
-def train_model(config_path: Path) -> Path:
-    """Train with ``dereverb.training.run.run(["--config", config_path])``; returns ``final.ckpt``
-    (next to the config): the weights after the last step. Lightning's ``last.ckpt`` is not
-    used: it is only refreshed when a top-k checkpoint is saved in the same step, so it can be
-    older."""
+def train_model(config_path: Path, at_steps: Sequence[int] = ()) -> dict[int, Path]:
+    """Train with ``dereverb.training.run.run(["--config", config_path])``, saving a checkpoint
+    after each of ``at_steps`` (in ``steps/`` next to the config); returns ``{step: checkpoint}``
+    for those steps and the last one, whose weights go to ``final.ckpt``. Lightning's
+    ``last.ckpt`` is not used: it is only refreshed when a top-k checkpoint is saved in the same
+    step, so it can be older. Raises :class:`StudyError` when training stopped before a step of
+    ``at_steps``."""
+    from dereverb.experiment.checkpoints import SaveAtSteps
     from dereverb.training.run import run
 
-    cli = run(["--config", str(config_path)])
     final = config_path.parent / FINAL_CKPT
+    saver = SaveAtSteps(at_steps, config_path.parent / STEP_CKPTS)
+    cli = run(["--config", str(config_path)], callbacks=[saver])
+    last = int(cli.trainer.global_step)
     cli.trainer.save_checkpoint(final)
-    return final
+    early = [s for s in saver.missing() if s != last]
+    if early:
+        raise StudyError(
+            f"{config_path}: training stopped at step {last}, before evaluation.at_steps {early}"
+        )
+    out = {s: p for s, p in saver.saved.items() if s != last}
+    out[last] = final  # the same weights as a step checkpoint there would hold
+    return dict(sorted(out.items()))
 
 
 @contextlib.contextmanager
@@ -113,19 +131,32 @@ def mean_or_none(values: Sequence[Any]) -> float | None:
     return float(np.nanmean(a)) if np.isfinite(a).any() else None
 
 
-def _count_parameters(ckpt: Path) -> tuple[int, int]:
-    """``(parameters, global_step)`` of a checkpoint: its network's trainable parameters
-    (BatchNorm statistics excluded) and the training step it was saved at."""
+def _count_parameters(ckpt: Path) -> tuple[int, int, int]:
+    """``(network parameters, frontend parameters, global_step)`` of a checkpoint: the trainable
+    parameters of its network (BatchNorm statistics excluded) and of a learned input
+    representation (0 for a fixed one), and the training step it was saved at."""
     import torch
 
+    from dereverb.models.dereverber import upgrade_state_dict
+
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    n = sum(
-        v.numel()
-        for k, v in state["state_dict"].items()
-        if k.startswith("net.")
-        and not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
-    )
-    return int(n), int(state.get("global_step", -1))
+    weights = upgrade_state_dict(state["state_dict"])  # today's layout: model.net.*
+
+    def count(prefix: str) -> int:
+        return int(
+            sum(
+                v.numel()
+                for k, v in weights.items()
+                if k.startswith(prefix)
+                and not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+            )
+        )
+
+    return count("model.net."), count("model.input_repr."), int(state.get("global_step", -1))
+
+
+def _means(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, dict[str, float | None]]:
+    return {s: {m: mean_or_none([r.get(m) for r in rs]) for m in METRICS} for s, rs in rows.items()}
 
 
 def run_one(
@@ -147,42 +178,66 @@ def run_one(
     config = run_config(cfg, spec, folder)
     config_path.write_text(header + yaml.safe_dump(config, sort_keys=False))
     threads = cfg.threads if threads is None else threads
+    at_steps = [s for s in cfg.eval_steps if s != cfg.max_steps]
     cpu0, t0 = time.process_time(), time.perf_counter()
+    device = str(cfg.evaluation.get("device", "cpu"))
+    steps: list[dict[str, Any]] = []
     with _quiet(folder / TRAIN_LOG, threads):
-        ckpt = train_model(config_path)
+        ckpts = train_model(config_path, at_steps)
         t_train = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        device = str(cfg.evaluation.get("device", "cpu"))
-        rows = evaluate_checkpoint(ckpt, items, cfg.sample_rate, spec.condition, device=device)
-        t_eval = time.perf_counter() - t1
-    n_params, global_step = _count_parameters(ckpt)
+        for step, ckpt in ckpts.items():
+            t1 = time.perf_counter()
+            rows = evaluate_checkpoint(ckpt, items, cfg.sample_rate, spec.condition, device=device)
+            saved_at = _count_parameters(ckpt)[2]
+            if saved_at != step:  # the checkpoint must hold the weights of that very step
+                raise StudyError(f"{ckpt}: saved at global step {saved_at}, expected {step}")
+            steps.append(
+                {
+                    "step": step,
+                    "checkpoint": _relative(ckpt, folder),
+                    "eval_seconds": time.perf_counter() - t1,
+                    "means": _means(rows),
+                    "rows": rows,
+                }
+            )
+    final = steps[-1]
+    n_params, n_frontend, global_step = _count_parameters(ckpts[final["step"]])
     result = {
+        "study_version": STUDY_VERSION,
         "run_id": spec.run_id,
         "condition": spec.condition,
         "arm": spec.arm.name,
         "target": spec.target,
         "seed": spec.seed,
+        "capacity": spec.capacity,
+        "net": (config.get("model") or {}).get("net"),
         "representation": spec.arm.representation,
         "representation_kwargs": spec.arm.representation_kwargs,
         "input_expansion": spec.arm.input_expansion,
         "profile": cfg.profile,
         "fingerprint": run_fingerprint(cfg, spec),
         "items_sha": {s: items_fingerprint(v) for s, v in items.items()},
-        "checkpoint": str(ckpt.relative_to(folder)) if ckpt.is_relative_to(folder) else str(ckpt),
+        "checkpoint": final["checkpoint"],
         "global_step": global_step,
         "parameters": n_params,
+        "frontend_parameters": n_frontend,
         "train_seconds": t_train,
-        "eval_seconds": t_eval,
+        "eval_seconds": float(sum(s["eval_seconds"] for s in steps)),
         "cpu_seconds": time.process_time() - cpu0,
         "threads": threads,
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "means": {
-            s: {m: mean_or_none([r.get(m) for r in rs]) for m in METRICS} for s, rs in rows.items()
-        },
-        "rows": rows,
+        # The last step's scores (where version 1 kept them) ...
+        "means": final["means"],
+        "rows": final["rows"],
+        # ... and every evaluated step's, the last one included.
+        "steps": steps,
     }
     write_json_atomic(folder / RESULT, result)
     return result
+
+
+def _relative(path: Path, folder: Path) -> str:
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
 
 
 @dataclass(frozen=True)
@@ -267,12 +322,21 @@ def _update_study_json(out: Path, cfg: StudyConfig, session: dict[str, Any]) -> 
     write_json_atomic(
         path,
         {
+            "study_version": STUDY_VERSION,
             "config_path": cfg.path,
             "profile": cfg.profile,
             "description": cfg.description,
             "seeds": cfg.seeds,
             "reference": cfg.reference,
             "arms": {n: asdict(a) for n, a in cfg.arms.items()},
+            "capacities": cfg.capacities,
+            # The profile's whole plan (not only what this session was asked to run).
+            "plan": [
+                {"run_id": s.run_id, "condition": s.condition, "capacity": s.capacity, "seed": s.seed}
+                for s in cfg.specs()
+            ],
+            "eval_steps": cfg.eval_steps,
+            "analysis": cfg.analysis,
             "train": cfg.train,
             "evaluation": cfg.evaluation,
             "jobs": cfg.jobs,
@@ -296,6 +360,15 @@ def run_study(
     (``trained``, ``skipped``, ``failed`` run ids, ``wall_seconds``)."""
     out.mkdir(parents=True, exist_ok=True)
     notes = check_inputs(cfg)
+    planned = {s.run_id for s in cfg.specs()}
+    others = sorted(
+        p.parent.name for p in (out / RUNS).glob(f"*/{RESULT}") if p.parent.name not in planned
+    )
+    if others:
+        notes.append(
+            f"{len(others)} finished run(s) in {out} are not in profile {cfg.profile}'s plan "
+            f"(e.g. {others[0]}: another profile or study version); the report includes them"
+        )
     for n in notes:
         log(f"note: {n}")
     done, todo = plan(cfg, specs, out, force)
@@ -362,8 +435,9 @@ class _Progress:
         if res is not None:
             self.session["trained"].append(spec.run_id)
             m = res["means"].get("sim", {})
+            cap = f" {spec.capacity}" if spec.capacity else ""
             self.log(
-                f"{n} {spec.condition} seed {spec.seed}: train {res['train_seconds']:.0f} s, "
+                f"{n} {spec.condition}{cap} seed {spec.seed}: train {res['train_seconds']:.0f} s, "
                 f"eval {res['eval_seconds']:.0f} s; sim PESQ {_f(m.get('pesq'))} STOI "
                 f"{_f(m.get('stoi'), 3)} ESTOI {_f(m.get('estoi'), 3)} | {clock}"
             )
@@ -371,7 +445,7 @@ class _Progress:
             self.session["failed"][spec.run_id] = err
             last = err.strip().splitlines()[-1] if err else "?"
             self.log(
-                f"{n} {spec.condition} seed {spec.seed}: FAILED ({last}); "
+                f"{n} {spec.run_id}: FAILED ({last}); "
                 f"see {run_dir(self.out, spec.run_id) / TRAIN_LOG}"
             )
         _update_study_json(self.out, self.cfg, {**self.session, "wall_seconds": elapsed})

@@ -13,10 +13,11 @@ from tests.experiment.studies import micro_config
 
 @pytest.fixture(scope="session")
 def micro(tmp_path_factory) -> tuple[Path, Path]:
-    """``(config, study folder)`` of a finished micro study with its report. Shared by every
-    test here: read it, never write into it (use :func:`micro_copy` for that)."""
+    """``(config, study folder)`` of a finished micro study (two capacities, two training
+    lengths) with its report. Shared by every test here: read it, never write into it (use
+    :func:`micro_copy` for that)."""
     tmp = tmp_path_factory.mktemp("study")
-    config = micro_config(tmp, tmp / "rircache")
+    config = micro_config(tmp, tmp / "rircache", large=True)
     out = tmp / "out"
     assert study.main(["--config", str(config), "--out", str(out)]) == 0
     return config, out

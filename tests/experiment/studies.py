@@ -4,6 +4,7 @@ built from constructed scores (no training)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,20 @@ def eval_sets() -> list[str]:
     return ["sim", "measured"] if MEASURED.is_dir() else ["sim"]
 
 
-def micro_config(folder: Path, cache: Path, **train_over) -> Path:
-    """A 2-arm x 2-seed study on synthetic speech, sized to train in seconds. One arm points at
-    a representation config (as configs/study.yaml does), one is given inline."""
+def micro_config(folder: Path, cache: Path, large: bool = False, **train_over) -> Path:
+    """A micro study on synthetic speech, sized to train in seconds: 2 arms x 2 seeds at the
+    ``tiny`` capacity (4 runs), and with ``large`` also log_magnitude x 2 seeds at the ``large``
+    capacity (6 runs); 3 training steps, evaluated after step 1 and step 3. One arm points at a
+    representation config (as configs/study.yaml does), one is given inline."""
     cfg = {
         "default_profile": "micro",
         "reference": "log_magnitude@log_magnitude",
         "seeds": [0, 1],
+        "capacities": {
+            "tiny": {"base_channels": 4, "depth": 2},
+            "large": {"base_channels": 6, "depth": 2},
+        },
+        "analysis": {"margins": {"pesq": 0.05, "stoi": 0.01, "estoi": 0.02, "si_sdr": 0.5}},
         "arms": {
             "log_magnitude": {"config": str(ROOT / "configs" / "log_magnitude.yaml")},
             "rgb_turbo": {
@@ -40,14 +48,14 @@ def micro_config(folder: Path, cache: Path, **train_over) -> Path:
             {
                 "trainer": {
                     "max_epochs": -1,
-                    "max_steps": 2,
+                    "max_steps": 3,
                     "enable_progress_bar": False,
                     "enable_model_summary": False,
                     "num_sanity_val_steps": 0,
                     "log_every_n_steps": 1,
                 },
                 "model": {
-                    "net": {"init_args": {"base_channels": 4, "depth": 2}},
+                    "net": {"init_args": {"norm": "batch"}},
                     "griffin_lim_iters": 2,
                     "val_metric_batches": 1,
                     "n_media_examples": 1,
@@ -70,82 +78,140 @@ def micro_config(folder: Path, cache: Path, **train_over) -> Path:
             train_over,
         ),
         "evaluation": {
+            "at_steps": [1],
             "sim_items": 4,
             "measured_rirs": str(MEASURED) if MEASURED.is_dir() else None,
             "measured_items": 2,
             "baselines": "reverberant",
             "n_boot": 200,
         },
-        "profiles": {"micro": {"jobs": 1, "threads": 1}},
+        "profiles": {
+            "micro": {
+                "jobs": 1,
+                "threads": 1,
+                "runs": [
+                    {
+                        "conditions": ["log_magnitude", "rgb_turbo@same"],
+                        "capacities": ["tiny"],
+                        "seeds": [0, 1],
+                    },
+                ]
+                + (
+                    [{"conditions": ["log_magnitude"], "capacities": ["large"], "seeds": [0, 1]}]
+                    if large
+                    else []
+                ),
+            }
+        },
     }
     path = folder / "micro.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
 
+def _arm_spec(arm: str) -> dict:
+    """study.json's entry of an arm, its representation guessed from the name."""
+    if arm.endswith("_jpeg"):
+        rep = {"representation": "image_codec", "representation_kwargs": {"base": "colormap", "format": "jpeg"}}
+    elif arm.startswith("rgb_") or arm == "gray_rgb":
+        rep = {"representation": "colormap", "representation_kwargs": {"cmap": arm.removeprefix("rgb_")}}
+    elif arm in ("magnitude", "grayscale"):
+        rep = {"representation": arm}
+    else:
+        rep = {"representation": "log_magnitude"}
+    return {**rep, "targets": []}
+
+
 def fake_study(
     folder: Path,
-    offsets: dict[str, float],
+    offsets: dict[str, float | Callable[[str, int], float]],
     seed_noise: float,
     n_items: int = 30,
     seeds: tuple[int, ...] = (0, 1, 2),
     missing_metric: dict[str, str] | None = None,
+    steps: tuple[int, ...] = (5,),
+    capacities: tuple[str, ...] | None = None,
+    item_noise: float = 0.0,
+    margins: dict[str, float] | None = None,
 ) -> Path:
-    """A study folder whose condition c scores ``base_i + offsets[c] + seed_noise * z_seed`` per
-    item; ``missing_metric`` ``{condition: metric}``: that condition never got that score."""
+    """A study folder whose condition c scores ``base_i + offset + seed_noise * z_seed +
+    item_noise * e_i,seed`` per item, ``offset`` = ``offsets[c]`` or ``offsets[c](capacity,
+    step)``; ``missing_metric`` ``{condition: metric}``: that condition never got that score.
+
+    Without ``capacities`` and with one step, result files look like study version 1 (no
+    capacity, no ``steps``); otherwise version 2 (``capacity``, ``steps`` with every step's rows).
+    """
     rng = np.random.default_rng(0)
     base = rng.uniform(1.5, 2.5, n_items)
     missing_metric = missing_metric or {}
+    legacy = capacities is None and len(steps) == 1
     arms: dict[str, dict] = {}
+    for cond in offsets:
+        arm, target = cond.split("@")
+        arms.setdefault(arm, _arm_spec(arm))["targets"].append(target)
+    plan = []
     for cond, off in offsets.items():
         arm, target = cond.split("@")
-        arms.setdefault(arm, {"representation": "log_magnitude", "targets": []})["targets"].append(
-            target
-        )
-        for k, s in enumerate(seeds):
-            shift = off + seed_noise * (k - (len(seeds) - 1) / 2)
-            rows = [
-                {
-                    "id": f"test-{i:05d}",
-                    "band": "<=0.4" if i % 2 else "0.4-0.7",
-                    "t60": 0.3 if i % 2 else 0.5,
-                    **{
-                        m: None
-                        if missing_metric.get(cond) == m
-                        else float(base[i] + shift) * (0.3 if m in ("stoi", "estoi") else 1.0)
-                        for m in METRICS
-                    },
+        for cap in capacities or (None,):
+            for k, s in enumerate(seeds):
+                per_step = []
+                for st in steps:
+                    o = off(cap, st) if callable(off) else off
+                    shift = o + seed_noise * (k - (len(seeds) - 1) / 2)
+                    noise = rng.normal(0.0, 1.0, n_items) * item_noise
+                    rows = [
+                        {
+                            "id": f"test-{i:05d}",
+                            "band": "<=0.4" if i % 2 else "0.4-0.7",
+                            "t60": 0.3 if i % 2 else 0.5,
+                            **{
+                                m: None
+                                if missing_metric.get(cond) == m
+                                else float(base[i] + shift + noise[i])
+                                * (0.3 if m in ("stoi", "estoi") else 1.0)
+                                for m in METRICS
+                            },
+                        }
+                        for i in range(n_items)
+                    ]
+                    per_step.append({"step": st, "rows": {"sim": rows}})
+                run_id = f"{arm}__{target}" + (f"__{cap}" if cap else "") + f"__seed{s}"
+                res = {
+                    "run_id": run_id,
+                    "condition": cond,
+                    "arm": arm,
+                    "target": target,
+                    "seed": s,
+                    "rows": per_step[-1]["rows"],
+                    "train_seconds": 1.0,
+                    "eval_seconds": 1.0,
+                    "cpu_seconds": 2.0,
+                    "parameters": 10 if cap in (None, capacities[0] if capacities else None) else 40,
+                    "global_step": steps[-1],
                 }
-                for i in range(n_items)
-            ]
-            res = {
-                "run_id": f"{arm}__{target}__seed{s}",
-                "condition": cond,
-                "arm": arm,
-                "target": target,
-                "seed": s,
-                "rows": {"sim": rows},
-                "train_seconds": 1.0,
-                "eval_seconds": 1.0,
-                "cpu_seconds": 2.0,
-                "parameters": 10,
-                "global_step": 5,
-            }
-            d = folder / "runs" / res["run_id"]
-            d.mkdir(parents=True)
-            (d / "result.json").write_text(json.dumps(res))
-    (folder / "study.json").write_text(
-        json.dumps(
+                if not legacy:
+                    res.update({"capacity": cap, "steps": per_step, "study_version": 2})
+                plan.append({"run_id": run_id, "condition": cond, "capacity": cap, "seed": s})
+                d = folder / "runs" / run_id
+                d.mkdir(parents=True)
+                (d / "result.json").write_text(json.dumps(res))
+    meta = {
+        "profile": "fake",
+        "config_path": "fake.yaml",
+        "seeds": list(seeds),
+        "arms": arms,
+        "reference": next(iter(offsets)),
+        "train": {},
+        "evaluation": {"n_boot": 500},
+        "sessions": [],
+    }
+    if not legacy:
+        meta.update(
             {
-                "profile": "fake",
-                "config_path": "fake.yaml",
-                "seeds": list(seeds),
-                "arms": arms,
-                "reference": next(iter(offsets)),
-                "train": {},
-                "evaluation": {"n_boot": 500},
-                "sessions": [],
+                "capacities": {c: {"base_channels": 4 * (j + 1), "depth": 2} for j, c in enumerate(capacities or ())},
+                "plan": plan,
+                "analysis": {"margins": margins or {}},
             }
         )
-    )
+    (folder / "study.json").write_text(json.dumps(meta))
     return folder

@@ -1,18 +1,24 @@
-"""Study configs: the arm x target x seed matrix, arms read from representation configs, the
-shared settings every arm trains with, and fingerprints that follow the resolved settings."""
+"""Study configs: the arm x target x capacity x seed plan of each profile, arms read from
+representation configs, the shared settings every arm trains with, evaluation steps, and
+fingerprints that follow the resolved settings."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 
+from dereverb import representations
 from dereverb.experiment import config as sc
+from dereverb.models.unet import UNet
 from tests.experiment.studies import ROOT, micro_config
 
 STUDY = ROOT / "configs" / "study.yaml"
+LEARNED = ("learned_power", "learned_pcen")
+LM = "log_magnitude"
 
 
 @pytest.fixture(autouse=True)
@@ -21,11 +27,15 @@ def _at_the_repository_root(monkeypatch):
     monkeypatch.chdir(ROOT)
 
 
-def test_study_config_matrix():
+def test_quick_profile_is_the_first_study():
+    """``quick`` still plans the first study (every arm but the learned frontends, tiny U-Net,
+    3 seeds), so docs/study/REPORT.md's command reproduces it."""
     cfg = sc.load_config(STUDY, "quick")
     specs = cfg.specs()
     conditions = {s.condition for s in specs}
     assert len(conditions) == 17 and len(specs) == 17 * 3
+    assert {s.capacity for s in specs} == {"tiny"} and cfg.eval_steps == [90]
+    assert not set(LEARNED) & set(cfg.arms)  # the quick profile does not read them
     assert (
         specs[0].seed == 0 and specs[-1].seed == 2 and [s.seed for s in specs[:17]] == [0] * 17
     )  # seed-major
@@ -67,11 +77,57 @@ def test_study_config_matrix():
     assert exp["model"]["representation"] == "grayscale"
     assert all(c["model"]["residual"] is True for c in configs)
     assert {c["model"]["net"]["init_args"]["base_channels"] for c in configs} == {8}
-    full = sc.load_config(STUDY, "full")
-    assert full.train["model"]["net"]["init_args"] == {"norm": "batch", "base_channels": 32, "depth": 4}
     assert cfg.specs(["rgb_jet@same"], [1]) == [
         s for s in specs if s.condition == "rgb_jet@same" and s.seed == 1
     ]
+
+
+needs_learned = pytest.mark.skipif(
+    not set(LEARNED) <= set(representations.names()),
+    reason="the learned representations are not registered yet",
+)
+
+
+@needs_learned
+def test_core_profile_plan():
+    """The core conditions at the planned capacities and seeds: 5 seeds for the headline arms
+    (both capacities for target log_magnitude), 3 for the others, training lengths spanning
+    16x."""
+    cfg = sc.load_config(STUDY, "core")
+    specs = cfg.specs()
+    n = Counter((s.condition, s.capacity) for s in specs)
+    headline = [f"{a}@{LM}" for a in ("log_magnitude", "grayscale", "gray_rgb", "rgb_turbo")]
+    for c in headline:
+        assert n[(c, "tiny")] == 5 and n[(c, "large")] == 5, c
+    for c in ("gray_rgb@same", "rgb_turbo@same"):
+        assert n[(c, "tiny")] == 5 and n[(c, "large")] == 0, c
+    others = [f"{a}@{LM}" for a in ("magnitude", "rgb_viridis", "rgb_jet", "rgb_turbo_jpeg", *LEARNED)]
+    for c in others:
+        assert n[(c, "tiny")] == 3 and n[(c, "large")] == 0, c
+    assert set(c for c, _ in n) == {*headline, "gray_rgb@same", "rgb_turbo@same", *others}
+    assert len(specs) == 68 and len({s.run_id for s in specs}) == 68
+    steps = cfg.eval_steps
+    assert steps[-1] == cfg.max_steps and steps[-1] / steps[0] >= 16 and len(steps) >= 3
+    assert cfg.arms["learned_power"].representation == "learned_power"
+    large = sc.run_config(cfg, next(s for s in specs if s.capacity == "large"), None)
+    assert large["model"]["net"]["init_args"] == {"norm": "batch", "base_channels": 16, "depth": 4}
+    # seed-major: every condition's seed 0 comes before any seed 1
+    first_1 = next(k for k, s in enumerate(specs) if s.seed == 1)
+    assert {(s.condition, s.capacity) for s in specs[:first_1]} == set(n)
+
+
+@needs_learned
+def test_full_and_smoke_profiles():
+    full = sc.load_config(STUDY, "full")
+    specs = full.specs()
+    assert full.capacities["large"] == {"base_channels": 32, "depth": 4}
+    assert full.capacities["tiny"] == {"base_channels": 8, "depth": 3}
+    assert {s.arm.name for s in specs} == set(yaml.safe_load(STUDY.read_text())["arms"])
+    assert Counter(s.capacity for s in specs) == {"tiny": len(specs) // 2, "large": len(specs) // 2}
+    assert {s.seed for s in specs} == {0, 1, 2, 3, 4}
+    smoke = sc.load_config(STUDY, "smoke")
+    assert smoke.train["data"]["speech"] == "synthetic" and smoke.eval_steps == [2, 4]
+    assert {s.seed for s in smoke.specs()} == {0, 1} and len(smoke.specs()) == 8
 
 
 @pytest.mark.parametrize("name", ["rgb_turbo", "rgb_turbo_jpeg", "stacked", "grayscale", "magnitude"])
@@ -85,8 +141,11 @@ def test_arms_take_their_representation_from_the_config(name):
 
 
 def _write(path: Path, arms: dict, train_model: dict | None = None) -> Path:
+    """configs/study.yaml with other arms, every profile running all of them at ``tiny``."""
     raw = yaml.safe_load((STUDY).read_text())
     raw["arms"] = arms
+    for prof in raw["profiles"].values():
+        prof["runs"] = [{"conditions": list(arms), "capacities": ["tiny"], "seeds": [0, 1, 2]}]
     if train_model is not None:
         raw["train"]["model"] = train_model
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -167,6 +226,7 @@ def test_arm_config_paths_are_found_next_to_the_study_config(tmp_path, monkeypat
     (folder / "turbo.yaml").write_text((ROOT / "configs" / "rgb_turbo.yaml").read_text())
     raw = yaml.safe_load(STUDY.read_text())
     raw["arms"] = {"log_magnitude": {"config": "turbo.yaml"}}
+    del raw["profiles"], raw["default_profile"]  # everything: the one arm
     (folder / "study.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
     arm = sc.load_config(folder / "study.yaml").arms["log_magnitude"]
@@ -191,3 +251,68 @@ def test_input_expansion_in_an_arm_config_is_the_arms(tmp_path):
     }))
     assert other.arms["gray"].input_expansion is None
     assert sc.run_fingerprint(other, other.specs(["gray"], [0])[0]) != sc.run_fingerprint(cfg, spec)
+
+
+def test_capacity_changes_the_network_and_the_fingerprint(tmp_path):
+    """The same arm, target and seed at two capacities: other U-Net arguments (so another
+    parameter count), another run id and another fingerprint."""
+    cfg = sc.load_config(micro_config(tmp_path, tmp_path / "cache", large=True))
+    tiny, large = (
+        next(s for s in cfg.specs() if s.condition == f"{LM}@{LM}" and s.seed == 0 and s.capacity == c)
+        for c in ("tiny", "large")
+    )
+    assert (tiny.run_id, large.run_id) == (
+        "log_magnitude__log_magnitude__tiny__seed0",
+        "log_magnitude__log_magnitude__large__seed0",
+    )
+
+    def parameters(spec: sc.RunSpec) -> int:
+        args = sc.run_config(cfg, spec, None)["model"]["net"]["init_args"]
+        return sum(p.numel() for p in UNet(1, 1, **args).parameters())
+
+    assert parameters(tiny) < parameters(large)
+    assert sc.run_fingerprint(cfg, tiny) != sc.run_fingerprint(cfg, large)
+    # Only what the run computes is fingerprinted: the report's margins are not, at_steps are.
+    raw = yaml.safe_load(Path(cfg.path).read_text())
+    raw["analysis"] = {"margins": {"pesq": 0.2}, "alpha": 0.1}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    other = sc.load_config(tmp_path / "m.yaml")
+    assert sc.run_fingerprint(other, tiny) == sc.run_fingerprint(cfg, tiny)
+    assert other.margins["pesq"] == 0.2 and other.margins["stoi"] == sc.DEFAULT_MARGINS["stoi"]
+    raw["evaluation"]["at_steps"] = [2]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    steps = sc.load_config(tmp_path / "s.yaml")
+    assert steps.eval_steps == [2, 3] and sc.run_fingerprint(steps, tiny) != sc.run_fingerprint(cfg, tiny)
+    # --capacities picks runs; a study without capacities has runs without one (version 1 ids)
+    assert {s.capacity for s in cfg.specs(capacities=["large"])} == {"large"}
+    del raw["capacities"], raw["profiles"]["micro"]["runs"]
+    (tmp_path / "v1.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    plain = sc.load_config(tmp_path / "v1.yaml")
+    assert [s.run_id for s in plain.specs(seeds=[0])] == [
+        "log_magnitude__log_magnitude__seed0",
+        "rgb_turbo__same__seed0",
+    ]
+
+
+def test_bad_plans_are_one_clear_error(tmp_path):
+    raw = yaml.safe_load(micro_config(tmp_path, tmp_path / "cache").read_text())
+
+    def refused(change, match: str) -> None:
+        bad = json.loads(json.dumps(raw))
+        change(bad)
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad, sort_keys=False))
+        with pytest.raises(sc.StudyError, match=match):
+            sc.load_config(tmp_path / "bad.yaml")
+
+    def group(**kw):
+        return lambda r: r["profiles"]["micro"].__setitem__("runs", [{"conditions": ["log_magnitude"], "seeds": [0], **kw}])
+
+    refused(group(capacities=["huge"]), r"runs\[0\]: unknown capacit\(ies\) huge; choose from tiny, large")
+    refused(group(conditions=["nope"]), r"runs\[0\]: 'nope' is not an arm")
+    refused(group(conditions=["log_magnitude@same"]), r"runs 'log_magnitude@same', but arm 'log_magnitude' has targets")
+    refused(group(seeds=[0, 0]), r"repeats a seed")
+    refused(group(color=1), r"unknown key\(s\) color")
+    refused(lambda r: r["evaluation"].__setitem__("at_steps", [1, 9]), r"at_steps \[1, 9\] go past trainer.max_steps 3")
+    refused(lambda r: r["evaluation"].__setitem__("at_steps", [0]), r"at_steps must be a list of positive")
+    refused(lambda r: r["capacities"].__setitem__("tiny", 8), r"capacity 'tiny' needs a mapping")
+    refused(lambda r: r.__setitem__("capacities", {}), r"names capacities, but the study defines none")

@@ -1,5 +1,5 @@
-"""Running a study: a micro study end to end, incremental reruns, one job per run, and the
-command's errors and exit codes."""
+"""Running a study: a micro study end to end (capacities, checkpoints at chosen steps),
+incremental reruns, one job per run, and the command's errors and exit codes."""
 
 from __future__ import annotations
 
@@ -13,15 +13,17 @@ import yaml
 from dereverb import study
 from dereverb.cli_errors import EXIT_FAILED_RUNS, EXIT_OK, EXIT_USAGE
 from dereverb.experiment import runner
-from dereverb.experiment.config import StudyError, load_config
+from dereverb.experiment.config import StudyError, load_config, run_config
 from dereverb.experiment.figures import FIGURES
 from tests.experiment.studies import MEASURED, eval_sets, micro_config
 
 RUN_IDS = {
-    "log_magnitude__log_magnitude__seed0",
-    "log_magnitude__log_magnitude__seed1",
-    "rgb_turbo__same__seed0",
-    "rgb_turbo__same__seed1",
+    "log_magnitude__log_magnitude__tiny__seed0",
+    "log_magnitude__log_magnitude__tiny__seed1",
+    "rgb_turbo__same__tiny__seed0",
+    "rgb_turbo__same__tiny__seed1",
+    "log_magnitude__log_magnitude__large__seed0",
+    "log_magnitude__log_magnitude__large__seed1",
 }
 
 
@@ -38,29 +40,40 @@ def test_micro_study_runs_end_to_end(micro):
             cfg["model"]["target"] == res["target"]
             and cfg["data"] == yaml.safe_load(config.read_text())["train"]["data"]
         )
+        assert res["capacity"] in rid and res["study_version"] == 2
+        assert cfg["model"]["net"]["init_args"]["base_channels"] == {"tiny": 4, "large": 6}[res["capacity"]]
         models[rid] = {
             k: v
             for k, v in cfg["model"].items()
             if k not in ("representation", "representation_kwargs", "target")
         }
-        assert (d / "final.ckpt").is_file() and res[
-            "global_step"
-        ] == 2  # the weights after the last step
+        assert (d / "final.ckpt").is_file() and res["global_step"] == 3  # the last step
+        # Evaluated after step 1 (its own checkpoint) and after the last step (final.ckpt).
+        assert [st["step"] for st in res["steps"]] == [1, 3]
+        assert [st["checkpoint"] for st in res["steps"]] == ["steps/step=1.ckpt", "final.ckpt"]
+        assert res["rows"] == res["steps"][-1]["rows"] and res["means"] == res["steps"][-1]["means"]
+        assert (d / "steps" / "step=1.ckpt").is_file()
         assert (d / "tb" / "version_0" / "config.yaml").is_file()
-        assert sorted(res["rows"]) == sorted(eval_sets())
-        sim = res["rows"]["sim"]
-        assert len(sim) == 4 and len({r["id"] for r in sim}) == 4
-        pesq = [r["pesq"] for r in sim if r["pesq"] is not None]
-        assert pesq and all(1.0 <= v <= 4.65 for v in pesq)
-        assert all(0.0 <= r["stoi"] <= 1.0 for r in sim if r["stoi"] is not None)
+        for st in res["steps"]:
+            assert sorted(st["rows"]) == sorted(eval_sets())
+            sim = st["rows"]["sim"]
+            assert len(sim) == 4 and len({r["id"] for r in sim}) == 4
+            pesq = [r["pesq"] for r in sim if r["pesq"] is not None]
+            assert pesq and all(1.0 <= v <= 4.65 for v in pesq)
+            assert all(0.0 <= r["stoi"] <= 1.0 for r in sim if r["stoi"] is not None)
+        assert res["steps"][0]["rows"]["sim"] != res["steps"][1]["rows"]["sim"]  # other weights
         assert not list(d.glob(".*.tmp"))
-    # Same architecture and optimiser settings for every arm: only the representation differs.
-    assert len({json.dumps(m, sort_keys=True) for m in models.values()}) == 1
+    # Same architecture and optimiser settings for every arm of a capacity: only the
+    # representation differs.
+    for cap in ("tiny", "large"):
+        assert len({json.dumps(m, sort_keys=True) for r, m in models.items() if f"__{cap}__" in r}) == 1
     meta = json.loads((out / "study.json").read_text())
     assert (
         sorted(meta["sessions"][-1]["trained"]) == sorted(RUN_IDS)
         and meta["sessions"][-1]["complete"]
     )
+    assert sorted(p["run_id"] for p in meta["plan"]) == sorted(RUN_IDS)
+    assert meta["eval_steps"] == [1, 3] and set(meta["capacities"]) == {"tiny", "large"}
     assert meta["arms"]["log_magnitude"]["config"].endswith("log_magnitude.yaml")
     baselines = json.loads((out / "baselines.json").read_text())
     assert set(baselines["rows"]) == set(eval_sets())
@@ -81,44 +94,46 @@ def test_second_invocation_trains_nothing(micro_copy, monkeypatch):
     monkeypatch.setattr(runner, "train_model", no_training)
     assert study.main(["--config", str(config), "--out", str(out), "--no-report"]) == EXIT_OK
     last = json.loads((out / "study.json").read_text())["sessions"][-1]
-    assert last["trained"] == [] and len(last["skipped"]) == 4 and not last["failed"]
+    assert last["trained"] == [] and len(last["skipped"]) == 6 and not last["failed"]
 
 
 def test_unfinished_run_is_retrained_alone(micro_copy, monkeypatch):
     config, copy = micro_copy
-    victim = copy / "runs" / "rgb_turbo__same__seed1"
+    victim = copy / "runs" / "rgb_turbo__same__tiny__seed1"
     (victim / "result.json").unlink()
     (victim / "leftover.txt").write_text("from a killed run")
     calls = []
     original = runner.train_model
     monkeypatch.setattr(
-        runner, "train_model", lambda path: calls.append(Path(path).parent.name) or original(path)
+        runner,
+        "train_model",
+        lambda path, steps: calls.append(Path(path).parent.name) or original(path, steps),
     )
     assert study.main(["--config", str(config), "--out", str(copy), "--no-report"]) == EXIT_OK
-    assert calls == ["rgb_turbo__same__seed1"]
+    assert calls == ["rgb_turbo__same__tiny__seed1"]
     assert (victim / "result.json").is_file() and not (victim / "leftover.txt").exists()
 
 
 def test_failed_runs_exit_1_and_are_recorded(micro_copy, monkeypatch, capsys):
     config, copy = micro_copy
-    (copy / "runs" / "rgb_turbo__same__seed0" / "result.json").unlink()
+    (copy / "runs" / "rgb_turbo__same__tiny__seed0" / "result.json").unlink()
 
-    def broken(path):
+    def broken(path, steps):
         raise RuntimeError("out of memory (pretend)")
 
     monkeypatch.setattr(runner, "train_model", broken)
     code = study.main(["--config", str(config), "--out", str(copy), "--no-report"])
     assert code == EXIT_FAILED_RUNS == 1
-    assert "1 run(s) failed: rgb_turbo__same__seed0" in capsys.readouterr().err
+    assert "1 run(s) failed: rgb_turbo__same__tiny__seed0" in capsys.readouterr().err
     last = json.loads((copy / "study.json").read_text())["sessions"][-1]
-    assert "out of memory (pretend)" in last["failed"]["rgb_turbo__same__seed0"]
+    assert "out of memory (pretend)" in last["failed"]["rgb_turbo__same__tiny__seed0"]
     assert not last["complete"]
 
 
 def test_changed_settings_need_force(micro, tmp_path, monkeypatch, capsys):
     _, out = micro
     changed = micro_config(tmp_path, tmp_path / "cache", model={"lr": 0.01})
-    monkeypatch.setattr(runner, "train_model", lambda path: pytest.fail("must not train"))
+    monkeypatch.setattr(runner, "train_model", lambda path, steps: pytest.fail("must not train"))
     assert study.main(["--config", str(changed), "--out", str(out), "--no-report"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "other settings" in err and "--force" in err
@@ -151,6 +166,7 @@ def test_bad_inputs_are_one_clear_error(micro, tmp_path, capsys):
     )
     for argv, message in (
         (["--config", str(config), "--seeds", "a,b"], "--seeds 'a,b'"),
+        (["--config", str(config), "--capacities", "huge"], "--capacities: unknown capacit(ies) huge"),
     ):
         assert study.main(argv) == 2
         assert message in capsys.readouterr().err
@@ -175,7 +191,10 @@ def test_list_shows_status(micro, capsys):
     config, out = micro
     assert study.main(["--config", str(config), "--out", str(out), "--list"]) == 0
     text = capsys.readouterr().out
-    assert text.count("done  ") == 4 and "4 finished, 0 to run" in text
+    assert text.count("done  ") == 6 and "6 finished, 0 to run" in text
+    assert study.main(["--config", str(config), "--out", str(out), "--list", "--capacities", "large"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("done  ") == 2 and all("__large__" in x for x in text.splitlines() if x.startswith("done"))
 
 
 def test_one_job_per_run_is_a_picklable_unit_of_work(micro, tmp_path):
@@ -183,11 +202,49 @@ def test_one_job_per_run_is_a_picklable_unit_of_work(micro, tmp_path):
     config, out = micro
     cfg = load_config(config)
     done, todo = runner.plan(cfg, cfg.specs(), out)
-    assert len(done) == 4 and todo == []
+    assert len(done) == 6 and todo == []
     jobs = runner.make_jobs(cfg, cfg.specs(seeds=[0]), tmp_path / "elsewhere")
     assert [j.spec.run_id for j in jobs] == [
-        "log_magnitude__log_magnitude__seed0",
-        "rgb_turbo__same__seed0",
+        "log_magnitude__log_magnitude__tiny__seed0",
+        "rgb_turbo__same__tiny__seed0",
+        "log_magnitude__log_magnitude__large__seed0",
     ]
     clone = pickle.loads(pickle.dumps(jobs[0]))
     assert clone.spec == jobs[0].spec and clone.items is None and clone.threads == cfg.threads
+
+
+def test_step_checkpoints_hold_the_weights_of_their_step(tmp_path):
+    """Checkpoints are written after exactly the requested optimizer steps (with gradient
+    accumulation too), and the checkpoint of step k holds the very weights (and BatchNorm
+    statistics) that a run stopped after k steps ends with."""
+    import torch
+
+    config = micro_config(
+        tmp_path, tmp_path / "cache", trainer={"accumulate_grad_batches": 2, "check_val_every_n_epoch": 10}
+    )
+    cfg = load_config(config)
+    spec = cfg.specs(["log_magnitude"], [0])[0]
+
+    def train(name: str, max_steps: int, at: list[int]) -> dict[int, Path]:
+        folder = tmp_path / name
+        folder.mkdir()
+        c = run_config(cfg, spec, folder)
+        c["trainer"]["max_steps"] = max_steps
+        (folder / "config.yaml").write_text(yaml.safe_dump(c))
+        return runner.train_model(folder / "config.yaml", at)
+
+    long = train("long", 3, [1, 2])
+    assert sorted(long) == [1, 2, 3] and long[3].name == "final.ckpt"
+    assert [p.name for p in sorted((tmp_path / "long" / "steps").iterdir())] == [
+        "step=1.ckpt",
+        "step=2.ckpt",
+    ]
+    states = {s: torch.load(p, map_location="cpu", weights_only=True) for s, p in long.items()}
+    assert {s: st["global_step"] for s, st in states.items()} == {1: 1, 2: 2, 3: 3}
+    short = train("short", 1, [])
+    assert sorted(short) == [1]
+    alone = torch.load(short[1], map_location="cpu", weights_only=True)["state_dict"]
+    at1 = states[1]["state_dict"]
+    assert alone.keys() == at1.keys()
+    assert all(torch.equal(alone[k], at1[k]) for k in alone)
+    assert not all(torch.equal(at1[k], states[3]["state_dict"][k]) for k in at1)
