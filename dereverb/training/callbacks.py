@@ -1,6 +1,7 @@
 """Training callbacks: the resolved config and the RNG states in every checkpoint,
 ``last.ckpt`` kept fresh between validations and on SIGTERM / Ctrl-C (docs/reliability.md), and
-the network compiled for training (docs/recipe.md)."""
+the network compiled for training (docs/recipe.md), the learning rate logged when there is a
+logger."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
 CONFIG_KEY = "dereverb_config"
 RNG_KEY = "rng_states"
@@ -178,3 +179,21 @@ class CompileNetwork(Callback):
         net = getattr(getattr(pl_module, "model", None), "net", None)
         if self.enabled and isinstance(net, torch.nn.Module) and not getattr(net, "_compiled_call_impl", None):
             net.compile(mode=self.mode)
+
+
+class LogLearningRate(LearningRateMonitor):
+    """Lightning's ``LearningRateMonitor`` that stands aside in a run without a logger
+    (``--trainer.logger false``) instead of refusing to train: the monitor is always on, so
+    turning logging off must not turn training off."""
+
+    def on_train_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_start(trainer, *args, **kwargs)
+
+    def on_train_batch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_batch_start(trainer, *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_epoch_start(trainer, *args, **kwargs)

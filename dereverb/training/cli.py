@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from dereverb.cli_errors import EXIT_USAGE, debug_requested, one_line, report, tidy_parse_error
@@ -21,7 +21,7 @@ from dereverb.data.datamodule import DereverbDataModule
 from dereverb.data.rooms import RoomSampler
 from dereverb.inference.checkpoint import CheckpointError, read_checkpoint
 from dereverb.models.net_spec import DEFAULT_NET, LEGACY_NET_KEYS, NetSpecError
-from dereverb.training.callbacks import AutoSave, CompileNetwork
+from dereverb.training.callbacks import AutoSave, CompileNetwork, LogLearningRate
 from dereverb.training.checks import (
     ConfigError,
     check_net,
@@ -76,7 +76,7 @@ class DereverbCLI(LightningCLI):
         )
         parser.add_lightning_class_args(AutoSave, "autosave")
         parser.add_lightning_class_args(CompileNetwork, "compile")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(LogLearningRate, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         # The network is always shown in --print_config and the saved config.yaml.
         parser.set_defaults({"model.net": {"class_path": DEFAULT_NET}})
@@ -104,7 +104,7 @@ _COMPONENTS: tuple[tuple[type, str], ...] = (
     (ModelCheckpoint, "checkpoint"),
     (AutoSave, "autosave"),
     (CompileNetwork, "compile"),
-    (LearningRateMonitor, "lr_monitor"),
+    (LogLearningRate, "lr_monitor"),
     (Trainer, "trainer"),
 )
 

@@ -375,3 +375,12 @@ def test_init_weights_starts_a_new_run_from_a_checkpoints_or_bundles_weights(tmp
         run([*tiny_args(tmp_path, cache), "--init_weights", str(ckpt), "--model.net.init_args.base_channels", "8"])
     with pytest.raises(ConfigError, match="not both"):
         run([*tiny_args(tmp_path, cache), "--init_weights", str(ckpt), "--ckpt_path", str(ckpt)])
+
+
+def test_training_without_a_logger(tmp_path, cache):
+    # the always-on learning-rate monitor must not refuse a run with logging turned off
+    cli = run([*tiny_args(tmp_path, cache), "--trainer.logger", "false", "--trainer.max_epochs", "1",
+               "--checkpoint.dirpath", str(tmp_path / "ckpt")])
+    assert cli.trainer.state.finished and cli.trainer.global_step == 2
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+    assert not (tmp_path / "runs").exists()  # nothing logged
