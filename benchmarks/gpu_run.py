@@ -11,10 +11,13 @@ returns what it finished):
 2. ``cuda_tests.txt``: ``pytest -k cuda`` (the CUDA twins of the device path, predict and training).
 3. ``bench_train.txt``: training samples/s and GPU utilisation for fp32 / bf16 / 16-mixed;
    ``bench_data.txt``: device-path pairs/s; ``bench_predict.txt``: predict real-time factor.
-4. ``train/``: the training config for the remaining time (bf16, reverberation convolved on the
-   device), then ``weights/model_fp16.pt`` (float16 state dict + hyperparameters, <= 16 MiB) and
+4. ``train/``: the recipe (``configs/recipe.yaml``) for the remaining time, continuing from the
+   shipped pretrained weights (``--init-weights``; bf16, reverberation convolved on the device),
+   then ``weights/librispeech_unet.pt`` (the pretrained bundle: float16 weights +
+   hyperparameters, <= 10 MiB; copy it to ``dereverb/pretrained/`` if it scores better) and
    ``eval_sim/`` (+ ``eval_measured/`` when the measured rooms are present): the trained model
-   against the reverberant input and WPE through ``python -m dereverb.evaluate``.
+   beside the weights it started from, the reverberant input and WPE through
+   ``python -m dereverb.evaluate``.
 
 A small U-Net uses a fraction of an H200: ``--share`` leaves that many CPU workers and the
 GPU's spare capacity to another job (e.g. the study) started alongside (see docs/gpu.md).
@@ -78,15 +81,17 @@ class Run:
         return status == "ok"
 
 
-def export_fp16(ckpt: Path, dst: Path) -> int:
-    """The checkpoint's weights as float16 + its hyperparameters; returns the file size."""
-    import torch
+def export_bundle(ckpt: Path, dst: Path, meta: dict) -> int:
+    """The checkpoint as a pretrained bundle (float16 weights + hyperparameters, the format
+    ``--ckpt pretrained`` loads, <= 10 MiB); returns the file size (0: too large, not written)."""
+    from dereverb.inference.checkpoint import CheckpointError
+    from dereverb.inference.pretrained import write_pretrained
 
-    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in raw["state_dict"].items()}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": state, "hyper_parameters": raw["hyper_parameters"]}, dst)
-    return dst.stat().st_size
+    try:
+        return write_pretrained(ckpt, dst, meta=meta).stat().st_size
+    except CheckpointError as exc:
+        print(f"weights: {exc}")
+        return 0
 
 
 def main() -> int:
@@ -94,7 +99,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True, help="everything is written under this folder")
     ap.add_argument("--budget", type=float, default=540.0, help="total seconds (default 540 = 9 min)")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: exercise every step")
-    ap.add_argument("--config", default="configs/librispeech.yaml", help="training config")
+    ap.add_argument("--config", default="configs/recipe.yaml", help="training config")
+    ap.add_argument("--init-weights", default="pretrained",
+                    help="continue from these weights (default: the shipped pretrained model; 'none': from scratch)")
     ap.add_argument("--speech", default=None, help="speech folder (default: LibriSpeech in ../shared if present, else synthetic)")
     ap.add_argument("--share", type=int, default=0, help="CPU workers to leave free for another job")
     args = ap.parse_args()
@@ -147,6 +154,8 @@ def main() -> int:
                       "--model.val_metric_batches", "1", "--model.griffin_lim_iters", "2",
                       "--trainer.precision", "bf16-mixed"]
     else:
+        if args.init_weights != "none":
+            train_cmd += ["--init_weights", args.init_weights]
         train_cmd += ["--trainer.precision", "bf16-mixed", "--trainer.accelerator", "gpu", "--trainer.devices", "1",
                       "--trainer.max_epochs", "-1", "--trainer.max_time", f"00:00:{train_seconds // 60:02d}:{train_seconds % 60:02d}"]
     run.step("train", train_cmd, train_seconds + 60)
@@ -155,12 +164,15 @@ def main() -> int:
         run.record("weights", status="no checkpoint")
         return 1
     ckpt = ckpts[-1]
-    size = export_fp16(ckpt, out / "weights" / "model_fp16.pt")
-    run.record("weights", status="ok" if size <= MAX_WEIGHTS_BYTES else "too large", bytes=size, checkpoint=str(ckpt))
+    meta = {"trained_by": "benchmarks/gpu_run.py", "config": args.config, "init_weights": args.init_weights,
+            "train_seconds": train_seconds, "device": device}
+    size = export_bundle(ckpt, out / "weights" / "librispeech_unet.pt", meta)
+    run.record("weights", status="ok" if 0 < size <= MAX_WEIGHTS_BYTES else "too large", bytes=size, checkpoint=str(ckpt))
 
     # 5. evaluate the model: simulated test rooms, and the measured rooms when present
     items = ["--n-items", "2", "--srmr", "none"] if dry else ["--n-items", "64"]
-    ev = [py, "-m", "dereverb.evaluate", "--ckpt", str(ckpt), "--baselines", "reverberant,wpe", "--device", device,
+    before = [] if dry or args.init_weights == "none" else [args.init_weights]  # the weights it started from, side by side
+    ev = [py, "-m", "dereverb.evaluate", "--ckpt", str(ckpt), *before, "--baselines", "reverberant,wpe", "--device", device,
           "--no-progress", *items]
     run.step("eval_sim", [*ev, "-o", str(out / "eval_sim"), "--datamodule-config", "configs/quickstart.yaml" if dry else args.config,
                           "--speech", speech], 60 if dry else 90)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,10 +135,70 @@ def test_gpu_run_dry_run_exercises_every_step(tmp_path):
     steps = summary["steps"]
     for name in ("env", "cuda_tests", "bench_train", "bench_data", "bench_predict", "train", "weights", "eval_sim"):
         assert steps[name]["status"] == "ok", (name, steps[name], proc.stdout[-2000:])
-    assert 0 < steps["weights"]["bytes"] <= 16 * 2**20
+    assert 0 < steps["weights"]["bytes"] <= 10 * 2**20
     import torch
 
-    weights = torch.load(out / "weights" / "model_fp16.pt", weights_only=True)
+    from dereverb.inference import load_model
+
+    bundle = out / "weights" / "librispeech_unet.pt"
+    weights = torch.load(bundle, weights_only=True)
     assert {v.dtype for v in weights["state_dict"].values() if v.is_floating_point()} == {torch.float16}
+    assert load_model(bundle).net.in_channels == 1  # the format --ckpt pretrained loads
     assert "| gpu |" in (out / "eval_sim" / "results.md").read_text()
     assert proc.returncode == (0 if all(s["status"] == "ok" for s in steps.values()) else 1)
+
+
+def _recipe():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_bench", BENCH / "recipe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_speed_prints_cost_per_setting(tmp_path):
+    out = bench(tmp_path, "recipe.py", "speed", "--steps", "1", "--warmup", "0", "--batch", "1",
+                "--seconds", "0.5", "--rows", "4")
+    assert "native bf16:" in out
+    [ref] = rows(out, "fp32, base 32, depth 4")
+    [narrow] = rows(out, "base 16")
+    assert positive(ref[1]) > 0 and ref[3] == "1.00x"
+    # base 16 has a quarter of base 32's multiply-adds: its step must be cheaper
+    assert positive(narrow[1]) < positive(ref[1])
+
+
+def test_recipe_cpu_budget_stops_training_and_variants_compose(tmp_path):
+    from dereverb.training.run import run
+    from tests.conftest import tiny_train_args
+
+    recipe = _recipe()
+    cli = run([*tiny_train_args(tmp_path, tmp_path / "cache", **{"trainer.max_epochs": "50", "data.num_workers": "0"})],
+              callbacks=[recipe.CpuBudget(0.0)])
+    assert cli.trainer.global_step == 1  # the budget was spent after the first step
+    args = recipe.train_args("small_compressed", tmp_path)
+    # the variant's overrides come after the base config, so they win
+    assert args[:2] == ["--config", str(recipe.BASE_CONFIG)]
+    assert args[args.index("--model.net.init_args.base_channels") + 1] == "16"
+    assert args[args.index("--model.compressed_weight") + 1] == "1.0"
+    assert "--trainer.limit_val_batches" in args and args[args.index("--data.num_workers") + 1] == "0"
+    assert recipe.VARIANTS["baseline"][1] == []  # the baseline is configs/librispeech.yaml unchanged
+
+
+def test_recipe_paired_table_against_the_reference():
+    recipe = _recipe()
+    rng = np.random.default_rng(0)
+    base = rng.normal(1.5, 0.3, 40)
+    better = base + 0.2 + rng.normal(0, 0.02, 40)
+    by_system = {
+        "ref": {str(i): {"pesq": f"{v}", "stoi": "0.5", "si_sdr": "nan"} for i, v in enumerate(base)},
+        "new": {str(i): {"pesq": f"{v}", "stoi": "0.6", "si_sdr": "1.0"} for i, v in enumerate(better)},
+    }
+    by_system["new"].pop("0")  # an item only the reference scored is left out of the pairing
+    table = recipe.paired_table(by_system, {"baseline": "ref", "small": "new"}, reference="baseline")
+    e = table["small"]["pesq"]
+    assert e["n"] == 39 and e["diff"] == pytest.approx(float(np.mean(better[1:] - base[1:])))
+    assert e["lo"] < e["diff"] < e["hi"] and e["hi"] - e["lo"] < 0.03  # sd 0.02 over 39 pairs
+    assert table["small"]["stoi"]["diff"] == pytest.approx(0.1)
+    assert table["baseline"]["pesq"]["diff"] == 0.0
+    assert table["small"]["si_sdr"]["n"] == 0  # no finite reference score: nothing paired
