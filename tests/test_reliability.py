@@ -317,6 +317,46 @@ def _train_cmd(tmp: Path, cache: Path, *extra: str) -> list[str]:
     }), *extra]
 
 
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_sigterm_reaching_a_data_worker_first_ends_as_sigterm(tmp_path: Path, cache: Path) -> None:
+    """A scheduler or ``kill -- -PGID`` signals the loader workers too: when a worker dies of it
+    first, the run ends as a SIGTERM (exit 143, one line naming the saved last.ckpt), not as an
+    "unexpected" DataLoader error."""
+    last = tmp_path / "runs" / "killed" / "version_0" / "checkpoints" / "last.ckpt"
+    log = tmp_path / "group.log"
+    with open(log, "w") as out:
+        p = subprocess.Popen(_train_cmd(tmp_path, cache, "--data.num_workers", "1"), cwd=tmp_path, env=SUBPROCESS_ENV,
+                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_for(lambda: _ckpt_step(last) >= 2, 240, p, log)
+            # the worker gets it first (as on a loaded machine, where the main process may not
+            # run before the loader notices its dead worker)
+            workers = _children(p.pid)
+            assert workers, "no DataLoader worker found"
+            for child in workers:
+                os.kill(child, signal.SIGTERM)
+            rc = p.wait(timeout=120)
+        finally:
+            p.kill()
+    text = log.read_text()
+    assert rc == 143, text[-3000:]
+    assert "unexpected" not in text
+    _one_error(text, "SIGTERM", str(last), "--ckpt_path")
+    assert _ckpt_step(last) >= 2
+
+
 def test_killed_training_subprocess_resumes_sigterm_then_sigkill(tmp_path: Path, cache: Path, runs: dict) -> None:
     """A real ``python -m dereverb.train``: SIGTERM mid-epoch -> exit 143, one line, fresh
     last.ckpt; resumed in a new process and SIGKILLed -> the last autosave is intact; resumed
@@ -458,7 +498,7 @@ def test_train_subprocess_prints_one_line_without_traceback(tmp_path: Path) -> N
     assert proc.returncode == 2
     assert _one_error(proc.stderr) == (
         "error: model.representation: unknown representation 'rgb'; choose one of: magnitude, "
-        "log_magnitude, grayscale, colormap, image_codec, pcen, stacked"
+        "log_magnitude, grayscale, colormap, image_codec, pcen, stacked, learned_power, learned_pcen"
     )
     assert not (tmp_path / "runs").exists()
 

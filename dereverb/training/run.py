@@ -4,6 +4,7 @@ study call."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 from lightning.pytorch import Callback
@@ -23,6 +24,7 @@ from dereverb.training.cli import DereverbCLI, build_cli
 
 # Lightning warns on every mid-epoch resume of a loader without state_dict(); the DataModule
 # carries the position instead (single process), so the warning would be wrong there.
+_WORKER_KILLED = re.compile(r"DataLoader worker \(pid[^)]*\) is killed by signal: (Terminated|Interrupt)")
 _NOT_RESUMABLE_WARNING = r"You're resuming from a checkpoint that ended before the epoch ended"
 
 
@@ -77,6 +79,18 @@ def run(args: list[str] | None = None, callbacks: list[Callback] | None = None) 
             autosave = next((c for c in trainer.callbacks if isinstance(c, AutoSave)), None)
             saved = autosave.last_saved if autosave is not None else None
             name = "SIGTERM" if isinstance(exc, SIGTERMException) else "Ctrl-C"
+            raise TrainingInterrupted(name, trainer.global_step, saved) from exc
+        except RuntimeError as exc:
+            # A signal sent to the whole process group (``kill -- -PGID``, a job scheduler
+            # stopping the job, Ctrl-C) may kill a DataLoader worker before Lightning's own
+            # handler stops the loop: the same interruption, and last.ckpt was saved
+            # (AutoSave.on_exception) — not an "unexpected" error.
+            m = _WORKER_KILLED.search(str(exc))
+            if m is None:
+                raise
+            autosave = next((c for c in trainer.callbacks if isinstance(c, AutoSave)), None)
+            saved = autosave.last_saved if autosave is not None else None
+            name = "SIGTERM" if m.group(1) == "Terminated" else "Ctrl-C"
             raise TrainingInterrupted(name, trainer.global_step, saved) from exc
     if cli.config.test:
         trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best")
