@@ -130,7 +130,7 @@ class AutoSave(Callback):
         cb = trainer.checkpoint_callback
         if isinstance(cb, ModelCheckpoint) and cb.save_last:
             cb.last_model_path = path  # before saving: it is part of the saved callback state
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the full state, for resuming (and no log line)
         self.last_saved, self._saved_step = path, trainer.global_step
         return path
 
