@@ -514,7 +514,13 @@ def answer(
     better = [r for r in rows if r["outcome"] == "better"]
     better_final = [r for r in final_rows if r["outcome"] == "better"]
     at = ", ".join(f"{cap} {st} steps" for cap, st in last.items())
-    if not better:
+    if not better and all(r["outcome"] == "inconclusive" for r in rows):
+        lead = (
+            f"not decided yet: none of the {len(rows)} comparisons of a colour-image input with the log "
+            f"magnitude, the grayscale image or the raw magnitude is conclusive (too few seeds or items "
+            f"so far)"
+        )
+    elif not better:
         lead = (
             f"no colour-image input beat the log magnitude, the grayscale image or the raw magnitude, "
             f"at any capacity or training length ({len(rows)} comparisons)"
@@ -535,11 +541,11 @@ def answer(
         if mine:
             final = [r for r in mine if r["step"] == last[r["capacity"]]]
             parts.append(
-                f"against {label} (`{base}`): {_count(final)} after the most training, "
-                f"{_count(mine)} at any length"
+                f"against {label} (`{base}`), after the most training: {_count(final)}; "
+                f"at any length: {_count(mine)}"
             )
-    counts = "; ".join(parts)
-    text = f"**{title.capitalize()}: {lead}.** " + counts[:1].upper() + counts[1:] + "."
+    counts = ". ".join(p[:1].upper() + p[1:] for p in parts)
+    text = f"**{title.capitalize()}: {lead}.** " + counts + "."
     if better:
         shown = "; ".join(
             f"`{r['a']}` vs `{r['b']}` ({r['capacity']}, {r['step']} steps, "

@@ -243,8 +243,8 @@ def test_report_renders_around_the_question_from_fake_results(tmp_path):
     assert text.startswith(
         "**Simulated test rooms: yes, a colour image beat a plain input in 24 of 54 comparisons, 4 of "
         "them after the most training (tiny 960 steps, large 960 steps).** Against the log magnitude "
-        "(`log_magnitude@log_magnitude`): 0 better, 2 worse, 4 equivalent after the most training, "
-        "4 better, 5 worse, 9 equivalent at any length;"
+        "(`log_magnitude@log_magnitude`), after the most training: 0 better, 2 worse, 4 equivalent; "
+        "at any length: 4 better, 5 worse, 9 equivalent. Against "
     )
     assert "Better: `gray_rgb@log_magnitude` vs `magnitude@log_magnitude` (tiny, 960 steps, PESQ-WB +0.29" in text
     assert "(b) colormap: supported" in text
@@ -263,3 +263,13 @@ def test_report_renders_around_the_question_from_fake_results(tmp_path):
     data = json.loads((tmp_path / "report" / "report.json").read_text())
     assert data["steps"] == {"tiny": [60, 240, 960], "large": [60, 240, 960]}
     assert len(data["sets"]["sim"]["capacity_effects"]) == 6 * 3
+
+
+def test_the_answer_says_not_decided_while_every_comparison_is_inconclusive(tmp_path):
+    """One seed (a study stopped early): no interval over seeds, so nothing is decided, and the
+    answer says so instead of 'no colour-image input beat ...'."""
+    conds = {REF: 0.0, "grayscale@log_magnitude": 0.0, "rgb_turbo@log_magnitude": 0.3}
+    s = load_study(fake_study(tmp_path / "one", conds, seed_noise=0.001, item_noise=0.002, seeds=(0,)))
+    text = verdicts.answer(s, "sim", n_boot=200, brief=True)
+    assert text.startswith("**Simulated test rooms: not decided yet: none of the 2 comparisons")
+    assert "after the most training: 0 better, 0 equivalent, 1 inconclusive; at any length:" in text
