@@ -202,3 +202,34 @@ def test_recipe_paired_table_against_the_reference():
     assert table["small"]["stoi"]["diff"] == pytest.approx(0.1)
     assert table["baseline"]["pesq"]["diff"] == 0.0
     assert table["small"]["si_sdr"]["n"] == 0  # no finite reference score: nothing paired
+
+
+def test_model_card_tables_from_evaluate_outputs(tmp_path):
+    import csv
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("model_card_bench", BENCH / "model_card.py")
+    card = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(card)
+    fields = ["id", "system", "band", "t60", "drr", "rir", "room", "pesq", "stoi", "estoi", "si_sdr", "srmr", "seconds"]
+    with open(tmp_path / "per_item.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for i, band in enumerate(["<=0.4", "<=0.4", "0.4-0.7"]):
+            for system, pesq in (("reverberant", 1.5), ("wpe", 1.6), ("pretrained", 1.9 + 0.1 * i)):
+                w.writerow({"id": i, "system": system, "band": band, "pesq": pesq, "stoi": 0.8, "estoi": 0.6,
+                            "si_sdr": "nan" if system == "pretrained" and i == 0 else -10, "srmr": "", "seconds": 1})
+    with open(tmp_path / "results_ci.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["system", "reference", "band", "metric", "n", "mean", "lo", "hi"])
+        w.writerow(["pretrained", "reverberant", "<=0.4", "pesq", 2, 0.45, 0.4, 0.5])
+        w.writerow(["pretrained", "reverberant", "0.7-1.0", "pesq", 0, "nan", "nan", "nan"])
+        w.writerow(["pretrained", "reverberant", "all", "pesq", 3, 0.5, 0.4, 0.6])
+    text = card.card_tables(tmp_path, model="pretrained")
+    assert "| pretrained | 3 | 2.000 | 0.800 | 0.600 | -10.00 |" in text  # the NaN SI-SDR is left out of its mean
+    assert "| wpe | 3 | 1.600 |" in text
+    assert "| pretrained | 1.950 / 0.800 | 2.100 / 0.800 |" in text  # by band
+    assert "| <=0.4 s | 2 | +0.450 [+0.400, +0.500] | – | – | – |" in text
+    assert "| all | 3 | +0.500 [+0.400, +0.600] |" in text
+    assert "0.7-1.0 s" not in text  # a band without items is not listed
+    assert "minus `wpe`" not in text  # no rows against WPE in this file
