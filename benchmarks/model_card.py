@@ -139,8 +139,9 @@ def card_tables(dest: Path, model: str | None = None) -> str:
                     continue
                 n = max(n, int(r["n"]))
                 cells.append(f"{dfmt.format(float(r['mean']))} [{dfmt.format(float(r['lo']))}, {dfmt.format(float(r['hi']))}]")
-            out.append(f"| {b} s | {n} | " + " | ".join(cells) + " |".replace("| all s |", "| all |"))
-    return "\n".join(out).replace("| all s |", "| all |") + "\n"
+            label = "all" if b == "all" else f"{b} s"
+            out.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":
