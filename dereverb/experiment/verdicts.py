@@ -488,6 +488,33 @@ def _count(rows: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"{n[w]} {w}" for w in words if n[w] or w in ("better", "equivalent"))
 
 
+def _yes_lead(final_rows: Sequence[Mapping[str, Any]], n_better: int, n_rows: int, at: str) -> str:
+    """The answer's lead when some colour image beat a plain input after the most training:
+    which plain inputs it beat and which it did not, since "beat the raw array" and "beat the
+    log magnitude" are different answers."""
+    won, lost = [], []
+    for base, label in BASES:
+        mine = [r for r in final_rows if r["base"] == base]
+        nb = sum(r["outcome"] == "better" for r in mine)
+        if nb:
+            won.append(f"{label} ({nb} of {len(mine)} comparisons)")
+        elif mine:
+            lost.append((label, len(mine), *(sum(r["outcome"] == w for r in mine) for w in ("worse", "equivalent"))))
+    lead = f"after the most training ({at}), a colour image beat {' and '.join(won)}"
+    if lost:
+        labels = " or ".join(x[0] for x in lost)
+        n, worse, equiv = (sum(x[i] for x in lost) for i in (1, 2, 3))
+        lead += f", but never {labels} (0 of {n} comparisons better, {worse} worse, {equiv} equivalent)"
+    lead = "yes, " + lead + f"; at any length {n_better} of {n_rows} comparisons were better"
+    won_bases = {b for b, label in BASES if any(w.startswith(label + " (") for w in won)}
+    if won_bases == {f"magnitude@{LM}"} and any(x[0] == "the log magnitude" for x in lost):
+        lead += (
+            ". What the image has over the raw array is the dB scale it is drawn in, which the log "
+            "magnitude has too (mechanism a)"
+        )
+    return lead
+
+
 def answer(
     study: Study,
     eval_set: str,
@@ -531,10 +558,7 @@ def answer(
             f"{len(rows)} comparisons, none of them after {at}"
         )
     else:
-        lead = (
-            f"yes, a colour image beat a plain input in {len(better)} of {len(rows)} comparisons, "
-            f"{len(better_final)} of them after the most training ({at})"
-        )
+        lead = _yes_lead(final_rows, len(better), len(rows), at)
     parts = []
     for base, label in BASES:
         mine = [r for r in rows if r["base"] == base]
