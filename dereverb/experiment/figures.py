@@ -95,14 +95,7 @@ def fig_curves(study: Study, eval_set: str):
             for k, (bn, bm) in enumerate(base.items()):
                 if math.isfinite(bm[m]):
                     ax.axhline(bm[m], ls=":", lw=1, color=f"C{k + 7}", label=f"({bn})")
-            if len(study.steps(cap)) > 1:
-                ax.set_xscale("log")
-            steps = study.steps(cap)
-            ax.set_xticks(steps, [str(s) for s in steps], fontsize=7)
-            ax.minorticks_off()
-            ax.set_title(f"{LABELS[m]} ({cap})", fontsize=9)
-            ax.set_xlabel("training step", fontsize=8)
-            ax.grid(alpha=0.3)
+            _steps_axis(ax, study.steps(cap), f"{LABELS[m]} ({cap})")
     fig.suptitle(
         f"{SET_TITLES.get(eval_set, eval_set)}: metric vs training length, mean over seeds, band "
         "±1 σ of the per-seed means (solid: target log_magnitude, dashed: target same)",
@@ -110,6 +103,20 @@ def fig_curves(study: Study, eval_set: str):
     )
     _legend(fig, axes)
     return fig
+
+
+def _steps_axis(ax, steps: list[int], title: str, pad: bool = False) -> None:
+    """A training-step x axis: logarithmic (the evaluated lengths grow geometrically) with a
+    tick at each evaluated step; ``pad`` leaves room for the per-condition offsets."""
+    if len(steps) > 1:
+        ax.set_xscale("log")
+        if pad:
+            ax.set_xlim(steps[0] / 1.3, steps[-1] * 1.3)
+    ax.set_xticks(steps, [str(s) for s in steps], fontsize=7)
+    ax.minorticks_off()
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("training step", fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def fig_diffs(study: Study, eval_set: str, n_boot: int = 2000):
@@ -150,14 +157,7 @@ def fig_diffs(study: Study, eval_set: str, n_boot: int = 2000):
                         xi, di, yerr=ei[:, None], fmt="o", ms=4, capsize=2, color=colors[c],
                         mfc=colors[c] if filled else "white",
                     )
-            if len(steps) > 1:
-                ax.set_xscale("log")
-                ax.set_xlim(steps[0] / 1.3, steps[-1] * 1.3)
-            ax.set_xticks(steps, [str(s) for s in steps], fontsize=7)
-            ax.minorticks_off()
-            ax.set_title(f"Δ {LABELS[m]} vs {ref} ({cap})", fontsize=9)
-            ax.set_xlabel("training step", fontsize=8)
-            ax.grid(alpha=0.3)
+            _steps_axis(ax, steps, f"Δ {LABELS[m]} vs {ref} ({cap})", pad=True)
     fig.suptitle(
         f"{SET_TITLES.get(eval_set, eval_set)}: paired differences to the reference, 95 % interval "
         "(hull of items and seeds); grey: ±equivalence margin; filled: better/worse",
