@@ -98,3 +98,17 @@ def test_study_results_notebook_runs(tmp_path, monkeypatch):
     markdown = "\n".join(outputs(nb, "text/markdown"))
     assert "`rgb_turbo@same`" in markdown and "(c) RGB output" in markdown
     assert len(outputs(nb, "image/png")) == 5
+
+
+@pytest.mark.skipif(not (ROOT / "docs" / "study" / "core" / "study.json").is_file(), reason="no committed study")
+def test_study_results_notebook_reads_the_committed_core_study_by_default(monkeypatch):
+    """With no STUDY_DIR set, notebook 02 opens the committed core study (docs/study/core),
+    the results behind docs/study/REPORT.md, and draws its answer and figures."""
+    monkeypatch.delenv("DEREVERB_STUDY_DIR", raising=False)
+    monkeypatch.setenv("DEREVERB_N_BOOT", "200")
+    nb = execute(NAMES[1])
+    assert "docs/study/core: 68 finished runs of 68" in "".join(outputs(nb, "stream"))
+    markdown = "\n".join(outputs(nb, "text/markdown"))
+    assert "**Simulated test rooms: yes, after the most training" in markdown
+    assert "(e) Learned frontends" in markdown and "| step 960 |" in markdown
+    assert len(outputs(nb, "image/png")) == 5

@@ -308,6 +308,29 @@ def _spread_and_training(study: Study) -> list[str]:
     return lines
 
 
+def _budget_limit(study: Study) -> list[str]:
+    """How much training "the most training" is, and whether the reference was still
+    improving at its end (then the ranking is that of a network still learning)."""
+    data = study.meta.get("train", {}).get("data", {})
+    steps, batch, seg = (study.steps() or [0])[-1], data.get("batch_size"), data.get("segment_seconds")
+    if not (steps and batch and seg):
+        return []
+    line = (
+        f"- Training budget: the most training is {steps} steps of batch {batch} x {seg:g}-s segments, "
+        f"{steps * batch * seg / 60:.0f} minutes of audio seen; the networks are not trained to convergence, "
+        "so the verdicts hold for this budget"
+    )
+    cap = study.capacities[0] if study.capacities else None
+    pts = sorted((r["step"], r["mean"]) for r in (curve_table(study, study.eval_sets[0], "pesq", cap) if cap else [])
+                 if r["condition"] == study.reference)
+    if len(pts) >= 2 and pts[-1][1] > pts[-2][1]:
+        line += (
+            f" (the reference's {LABELS['pesq']} still rose from {pts[-2][1]:.3f} at step {pts[-2][0]} to "
+            f"{pts[-1][1]:.3f} at step {pts[-1][0]}, {cap} network, {SET_TITLES.get(study.eval_sets[0], study.eval_sets[0])})"
+        )
+    return [line + "."]
+
+
 def _limits(study: Study) -> list[str]:
     caps = study.capacities
     lines = [
@@ -321,6 +344,7 @@ def _limits(study: Study) -> list[str]:
         "- *Equivalent* means within the stated margins with 95% confidence; *inconclusive* means the data "
         "cannot tell (more seeds or items would), not that there is no difference.",
     ]
+    lines += _budget_limit(study)
     if len(caps) > 1:
         small = [c for c in study.conditions if not any(r["condition"] == c and r["capacity"] == caps[-1]
                                                        for r in study.results)]

@@ -351,17 +351,20 @@ def judge_claim(study: Study, eval_set: str, claim: Claim, n_boot: int = 2000) -
 
 
 def mechanism_verdict(claims: Sequence[Mapping[str, Any]]) -> str:
-    """One word for a mechanism from its judged claims."""
+    """One word for a mechanism from its judged claims: ``supported`` (every claim holds),
+    ``mixed`` (evidence both ways: a ``mixed`` claim is both), ``partly supported`` (some hold,
+    the rest open), ``contradicted`` (evidence against only), else ``inconclusive``."""
     st = [c["status"] for c in claims if c["status"] != "untested"]
     if not st:
         return "untested"
     holds = st.count("holds")
+    pro = holds + st.count("mixed")
     contra = st.count("contradicted") + st.count("mixed")
     if holds == len(st):
         return "supported"
-    if holds and contra:
+    if pro and contra:
         return "mixed"
-    if holds:
+    if pro:
         return "partly supported"
     if contra:
         return "contradicted"

@@ -201,7 +201,7 @@ def fake_study(
         "seeds": list(seeds),
         "arms": arms,
         "reference": next(iter(offsets)),
-        "train": {},
+        "train": {"data": {"batch_size": 2, "segment_seconds": 0.5}},
         "evaluation": {"n_boot": 500},
         "sessions": [],
     }

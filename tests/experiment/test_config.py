@@ -29,7 +29,7 @@ def _at_the_repository_root(monkeypatch):
 
 def test_quick_profile_is_the_first_study():
     """``quick`` still plans the first study (every arm but the learned frontends, tiny U-Net,
-    3 seeds), so docs/study/REPORT.md's command reproduces it."""
+    3 seeds), so docs/study/first_90_steps/REPORT.md's command reproduces it."""
     cfg = sc.load_config(STUDY, "quick")
     specs = cfg.specs()
     conditions = {s.condition for s in specs}

@@ -260,6 +260,9 @@ def test_report_renders_around_the_question_from_fake_results(tmp_path):
     assert md.split("## The answer\n\n")[1].startswith("**Simulated test rooms: ")
     assert "| `rgb_turbo@log_magnitude` | tiny | 5 |" in md  # the curve table: 5 seeds
     assert "Only some conditions ran at `large`" not in md
+    # the budget behind "the most training", and the reference still rising at its end (0.1 per step index)
+    assert "- Training budget: the most training is 960 steps of batch 2 x 0.5-s segments, 16 minutes" in md
+    assert "the reference's PESQ-WB still rose from" in md
     for name in FIGURES:
         if "measured" not in name:
             assert (tmp_path / "report" / name).stat().st_size > 1000, name
@@ -276,3 +279,22 @@ def test_the_answer_says_not_decided_while_every_comparison_is_inconclusive(tmp_
     text = verdicts.answer(s, "sim", n_boot=200, brief=True)
     assert text.startswith("**Simulated test rooms: not decided yet: none of the 2 comparisons")
     assert "after the most training: 0 better, 0 equivalent, 1 inconclusive; at any length:" in text
+
+
+@pytest.mark.parametrize(
+    ("statuses", "verdict"),
+    [
+        (["holds", "holds"], "supported"),
+        (["mixed", "mixed", "mixed"], "mixed"),  # every claim has evidence both ways
+        (["holds", "contradicted"], "mixed"),
+        (["holds", "open"], "partly supported"),
+        (["mixed", "open"], "mixed"),
+        (["contradicted", "open"], "contradicted"),
+        (["open", "open", "untested"], "inconclusive"),
+        (["untested"], "untested"),
+    ],
+)
+def test_a_mechanism_verdict_weighs_mixed_claims_both_ways(statuses, verdict):
+    """A claim that holds on one metric and is contradicted on another is evidence for and
+    against: three such claims make a mixed mechanism, not a contradicted one."""
+    assert verdicts.mechanism_verdict([{"status": s} for s in statuses]) == verdict
