@@ -19,8 +19,17 @@ returns what it finished):
    beside the weights it started from, the reverberant input and WPE through
    ``python -m dereverb.evaluate``.
 
+Beside step 4 (the GPU has room for both) runs ``study/``: the representation study's
+``--study`` profile (default ``full``: every arm at both capacities, 5 seeds, 8000 steps; 190
+runs, far more than one run of this script) as far as the training time allows. It starts from
+the finished runs committed in ``--study-dir`` (default ``docs/study/full``, reused by their
+fingerprints), is stopped with Ctrl-C's signal when training ends, and keeps only what a study
+folder commits (``study.json``, ``baselines.json``, ``runs/*/result.json`` and ``config.yaml``):
+copy ``study/`` over ``--study-dir`` and commit it, and each GPU session adds its finished runs.
+
 A small U-Net uses a fraction of an H200: ``--share`` leaves that many CPU workers and the
-GPU's spare capacity to another job (e.g. the study) started alongside (see docs/gpu.md).
+GPU's spare capacity to another job started alongside (see docs/gpu.md); the study step
+takes its share itself.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRISPEECH = ROOT.parent / "shared" / "data" / "speech" / "librispeech-train-clean-100"
 MEASURED_RIRS = ROOT.parent / "shared" / "data" / "rirs"
 MAX_WEIGHTS_BYTES = 16 * 2**20
+STUDY_CONFIG = "configs/study.yaml"
+#: What a study folder commits (docs/study/core): the rest (weights, TensorBoard logs, caches) stays behind.
+STUDY_KEEP = ("study.json", "baselines.json", "runs/*/result.json", "runs/*/config.yaml")
 
 
 class Run:
@@ -81,6 +94,67 @@ class Run:
         return status == "ok"
 
 
+def copy_study_results(src: Path, dst: Path) -> int:
+    """Copy the committed files of study folder ``src`` (:data:`STUDY_KEEP`) into ``dst``, so
+    the study reuses its finished runs; returns how many finished runs were copied."""
+    for pattern in STUDY_KEEP:
+        for f in src.glob(pattern):
+            target = dst / f.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
+    return finished_runs(dst)
+
+
+def finished_runs(folder: Path) -> int:
+    return sum(1 for _ in folder.glob("runs/*/result.json"))
+
+
+def prune_study(folder: Path) -> None:
+    """Delete everything but :data:`STUDY_KEEP` from a study folder (weights, logs, caches):
+    what comes back from the GPU machine is what gets committed."""
+    keep = {f for pattern in STUDY_KEEP for f in folder.glob(pattern)}
+    for f in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if f.is_file() or f.is_symlink():
+            if f not in keep:
+                f.unlink()
+        elif f.is_dir() and not any(f.iterdir()):
+            f.rmdir()
+
+
+class Background:
+    """A step that runs beside the others (the study beside the training): started now,
+    stopped with SIGINT (the study keeps its finished runs and exits 130) by :meth:`stop`."""
+
+    def __init__(self, run: Run, name: str, cmd: list[str], env: dict | None = None) -> None:
+        self.run, self.name, self.t = run, name, time.monotonic()
+        self.log = open(run.out / f"{name}.txt", "w")  # noqa: SIM115 - closed in stop()
+        self.log.write(f"$ {' '.join(cmd)}\n")
+        self.log.flush()
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env={**os.environ, **(env or {})}, start_new_session=True)
+        run.record(name, status="running")
+
+    def stop(self, wait: float, **info) -> str:
+        """Wait up to ``wait`` s for it to end by itself, then interrupt it (30 s to finish
+        writing, then kill); records and returns its status."""
+        try:
+            rc = self.proc.wait(timeout=max(wait, 0))
+            status = "ok" if rc == 0 else f"exit {rc}"
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            status = "stopped at the time limit"
+        self.log.close()
+        self.run.record(self.name, status=status, seconds=round(time.monotonic() - self.t, 1),
+                        log=f"{self.name}.txt", **info)
+        print(f"{self.name}: {status} ({time.monotonic() - self.t:.0f} s)", flush=True)
+        return status
+
+
 def export_bundle(ckpt: Path, dst: Path, meta: dict) -> int:
     """The checkpoint as a pretrained bundle (float16 weights + hyperparameters, the format
     ``--ckpt pretrained`` loads, <= 10 MiB); returns the file size (0: too large, not written)."""
@@ -104,6 +178,10 @@ def main() -> int:
                     help="continue from these weights (default: the shipped pretrained model; 'none': from scratch)")
     ap.add_argument("--speech", default=None, help="speech folder (default: LibriSpeech in ../shared if present, else synthetic)")
     ap.add_argument("--share", type=int, default=0, help="CPU workers to leave free for another job")
+    ap.add_argument("--study", default="full",
+                    help="study profile to run beside the training (default full; smoke in a dry run; 'none': no study)")
+    ap.add_argument("--study-dir", type=Path, default=ROOT / "docs" / "study" / "full",
+                    help="committed results of that study to continue from (default docs/study/full)")
     args = ap.parse_args()
 
     out = args.out.resolve()
@@ -113,8 +191,11 @@ def main() -> int:
     dry = args.dry_run
     device = "cpu" if dry else "cuda"
     speech = args.speech or (str(LIBRISPEECH) if LIBRISPEECH.exists() and not dry else "synthetic")
-    workers = 0 if dry else max(1, (os.cpu_count() or 2) - 2 - args.share)
-    run.summary.update(device=device, speech=speech, workers=workers)
+    study_profile = ("smoke" if dry and args.study == "full" else args.study) if args.study != "none" else None
+    # the study's runs load their own data (4 workers each in profile full)
+    share = args.share + (5 if study_profile and not dry else 0)
+    workers = 0 if dry else max(1, (os.cpu_count() or 2) - 2 - share)
+    run.summary.update(device=device, speech=speech, workers=workers, study=study_profile)
 
     # 1. the machine
     env_cmd = [py, "-c", "import torch, torchaudio; print('torch', torch.__version__, 'torchaudio', torchaudio.__version__);"
@@ -158,7 +239,20 @@ def main() -> int:
             train_cmd += ["--init_weights", args.init_weights]
         train_cmd += ["--trainer.precision", "bf16-mixed", "--trainer.accelerator", "gpu", "--trainer.devices", "1",
                       "--trainer.max_epochs", "-1", "--trainer.max_time", f"00:00:{train_seconds // 60:02d}:{train_seconds % 60:02d}"]
+    study = None
+    if study_profile and not dry and not LIBRISPEECH.exists():
+        run.record("study", status="skipped: the study needs LibriSpeech in ../shared")
+    elif study_profile:
+        study_out = out / "study"
+        reused = copy_study_results(args.study_dir, study_out) if args.study_dir.is_dir() else 0
+        study = Background(run, "study", [py, "-m", "dereverb.study", "--config", STUDY_CONFIG, "--profile", study_profile,
+                                          "--out", str(study_out), "--no-report"])
     run.step("train", train_cmd, train_seconds + 60)
+    if study is not None:
+        # a dry run's smoke study is short: let it finish; a real one stops with the training
+        study.stop(120 if dry else 0)
+        prune_study(study_out)
+        run.record("study", **run.summary["steps"]["study"], reused_runs=reused, finished_runs=finished_runs(study_out))
     ckpts = sorted(runs.glob("gpu/version_*/checkpoints/last.ckpt"))
     if not ckpts:
         run.record("weights", status="no checkpoint")
@@ -179,7 +273,7 @@ def main() -> int:
     if MEASURED_RIRS.exists():
         run.step("eval_measured", [*ev, "-o", str(out / "eval_measured"), "--rirs", str(MEASURED_RIRS),
                                    "--speech", speech, *(["--speech-split", "test"] if speech != "synthetic" else [])], 90)
-    failed = [k for k, v in run.summary["steps"].items() if v.get("status") not in ("ok",)]
+    failed = [k for k, v in run.summary["steps"].items() if v.get("status") not in ("ok", "stopped at the time limit")]
     print(f"done in {time.monotonic() - run.t0:.0f} s; not ok: {', '.join(failed) or 'none'}; results in {out}")
     return 0 if not failed else 1
 

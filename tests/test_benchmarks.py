@@ -145,16 +145,44 @@ def test_gpu_run_dry_run_exercises_every_step(tmp_path):
     assert {v.dtype for v in weights["state_dict"].values() if v.is_floating_point()} == {torch.float16}
     assert load_model(bundle).net.in_channels == 1  # the format --ckpt pretrained loads
     assert "| gpu |" in (out / "eval_sim" / "results.md").read_text()
+    # the study ran beside the training (the smoke profile in a dry run: 8 runs) and came back as results only
+    assert steps["study"]["status"] == "ok" and steps["study"]["finished_runs"] == 8, steps["study"]
+    assert (out / "study" / "study.json").is_file() and not list((out / "study").rglob("*.ckpt"))
     assert proc.returncode == (0 if all(s["status"] == "ok" for s in steps.values()) else 1)
 
 
-def _recipe():
+def test_gpu_run_continues_a_committed_study_and_brings_back_results_only(tmp_path):
+    """The GPU run's study starts from the committed results of a study folder (so the study
+    reuses them) and, when stopped, keeps only what a study folder commits."""
+    gpu_run = _bench("gpu_run")
+    src = ROOT / "docs" / "study" / "core"
+    if not (src / "study.json").is_file():
+        pytest.skip("no committed study")
+    n = sum(1 for _ in src.glob("runs/*/result.json"))
+    assert gpu_run.copy_study_results(src, tmp_path / "study") == n > 0
+    run = tmp_path / "study" / "runs" / "log_magnitude__log_magnitude__tiny__seed0"
+    (run / "steps").mkdir()
+    (run / "steps" / "step=60.ckpt").write_bytes(b"weights")
+    (run / "train.log").write_text("log")
+    (tmp_path / "study" / "baseline_cache").mkdir()
+    gpu_run.prune_study(tmp_path / "study")
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "result.json"]
+    assert not (tmp_path / "study" / "baseline_cache").exists()
+    assert gpu_run.finished_runs(tmp_path / "study") == n
+
+
+def _bench(name: str):
+    """``benchmarks/<name>.py`` as a module (the folder is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("recipe_bench", BENCH / "recipe.py")
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _recipe():
+    return _bench("recipe")
 
 
 def test_recipe_speed_prints_cost_per_setting(tmp_path):
