@@ -125,13 +125,13 @@ class Background:
     """A step that runs beside the others (the study beside the training): started now,
     stopped with SIGINT (the study keeps its finished runs and exits 130) by :meth:`stop`."""
 
-    def __init__(self, run: Run, name: str, cmd: list[str], env: dict | None = None) -> None:
+    def __init__(self, run: Run, name: str, cmd: list[str]) -> None:
         self.run, self.name, self.t = run, name, time.monotonic()
         self.log = open(run.out / f"{name}.txt", "w")  # noqa: SIM115 - closed in stop()
         self.log.write(f"$ {' '.join(cmd)}\n")
         self.log.flush()
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                     env={**os.environ, **(env or {})}, start_new_session=True)
+        # its own process group, so that stop() reaches the study's worker processes too
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         run.record(name, status="running")
 
     def stop(self, wait: float, **info) -> str:
