@@ -261,3 +261,21 @@ def test_model_card_tables_from_evaluate_outputs(tmp_path):
     assert "| all | 3 | +0.500 [+0.400, +0.600] |" in text
     assert "0.7-1.0 s" not in text  # a band without items is not listed
     assert "minus `wpe`" not in text  # no rows against WPE in this file
+
+
+def test_gpu_run_background_step_is_stopped_with_sigint_and_recorded(tmp_path):
+    """The study beside the training is interrupted when the training ends: SIGINT to its
+    process group (the study keeps its finished runs on Ctrl-C), recorded in summary.json."""
+    gpu_run = _bench("gpu_run")
+    run = gpu_run.Run(tmp_path, budget=60, dry_run=True)
+    script = "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: sys.exit(130)); print('up', flush=True); time.sleep(60)"
+    bg = gpu_run.Background(run, "study", [sys.executable, "-c", script])
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"]["study"]["status"] == "running"
+    import time
+
+    time.sleep(1.0)
+    assert bg.stop(0, finished_runs=3) == "stopped at the time limit"
+    assert bg.proc.returncode == 130
+    step = json.loads((tmp_path / "summary.json").read_text())["steps"]["study"]
+    assert step["status"] == "stopped at the time limit" and step["finished_runs"] == 3
+    assert "up" in (tmp_path / "study.txt").read_text()
