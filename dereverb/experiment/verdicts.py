@@ -18,6 +18,7 @@ or ``inconclusive``, and cites its interval (:func:`cite`).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -495,22 +496,19 @@ def _yes_lead(final_rows: Sequence[Mapping[str, Any]], n_better: int, n_rows: in
     """The answer's lead when some colour image beat a plain input after the most training:
     which plain inputs it beat and which it did not, since "beat the raw array" and "beat the
     log magnitude" are different answers."""
-    won, lost = [], []
-    for base, label in BASES:
-        mine = [r for r in final_rows if r["base"] == base]
-        nb = sum(r["outcome"] == "better" for r in mine)
-        if nb:
-            won.append(f"{label} ({nb} of {len(mine)} comparisons)")
-        elif mine:
-            lost.append((label, len(mine), *(sum(r["outcome"] == w for r in mine) for w in ("worse", "equivalent"))))
-    lead = f"after the most training ({at}), a colour image beat {' and '.join(won)}"
+    tally = {base: Counter(r["outcome"] for r in final_rows if r["base"] == base) for base, _ in BASES}
+    won = [(base, label) for base, label in BASES if tally[base]["better"]]
+    lost = [(base, label) for base, label in BASES if tally[base] and not tally[base]["better"]]
+    beaten = " and ".join(f"{label} ({tally[b]['better']} of {tally[b].total()} comparisons)" for b, label in won)
+    lead = f"yes, after the most training ({at}), a colour image beat {beaten}"
     if lost:
-        labels = " or ".join(x[0] for x in lost)
-        n, worse, equiv = (sum(x[i] for x in lost) for i in (1, 2, 3))
+        n = sum(tally[b].total() for b, _ in lost)
+        worse = sum(tally[b]["worse"] for b, _ in lost)
+        equiv = sum(tally[b]["equivalent"] for b, _ in lost)
+        labels = " or ".join(label for _, label in lost)
         lead += f", but never {labels} (0 of {n} comparisons better, {worse} worse, {equiv} equivalent)"
-    lead = "yes, " + lead + f"; at any length {n_better} of {n_rows} comparisons were better"
-    won_bases = {b for b, label in BASES if any(w.startswith(label + " (") for w in won)}
-    if won_bases == {f"magnitude@{LM}"} and any(x[0] == "the log magnitude" for x in lost):
+    lead += f"; at any length {n_better} of {n_rows} comparisons were better"
+    if {b for b, _ in won} == {f"magnitude@{LM}"} and f"log_magnitude@{LM}" in {b for b, _ in lost}:
         lead += (
             ". What the image has over the raw array is the dB scale it is drawn in, which the log "
             "magnitude has too (mechanism a)"
