@@ -12,7 +12,7 @@ at that moment, measured in a separate process with MALLOC_MMAP_THRESHOLD_=65536
 blocks leave the RSS (torch's CPU allocations are invisible to tracemalloc); on CUDA it is
 ``torch.cuda.max_memory_allocated``. Throughput = frames (B * N) per wall second and per CPU
 second (``time.process_time``), best of ``--repeats``; the first full-size encode + decode
-(which builds the colormap cube, if used) is timed separately, after a small warm-up call
+is timed separately, after a small warm-up call
 so one-time library loading is not counted. Prints Markdown tables (pasted into
 docs/representations.md).
 """
@@ -34,9 +34,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("magnitude", "magnitude", {}),
     ("log_magnitude", "log_magnitude", {}),
     ("grayscale 8-bit", "grayscale", {"levels": 256}),
-    ("colormap turbo (auto)", "colormap", {"cmap": "turbo"}),
-    ("colormap turbo, chunked", "colormap", {"cmap": "turbo", "inversion": "chunked"}),
-    ("colormap turbo, cube", "colormap", {"cmap": "turbo", "inversion": "cube"}),
+    ("colormap turbo", "colormap", {"cmap": "turbo"}),
     ("colormap turbo continuous", "colormap", {"cmap": "turbo", "levels": None}),
     ("image_codec gray PNG", "image_codec", {"format": "png"}),
     ("image_codec turbo JPEG q75", "image_codec", {"base": "colormap", "cmap": "turbo", "format": "jpeg"}),
@@ -141,42 +139,33 @@ def run_case(args: tuple[str, str, dict[str, Any], int, int, int, str, int]) -> 
     return out
 
 
-def run_inversion(args: tuple[str, str, int, int, int, int, str, int]) -> dict[str, Any]:
-    """Nearest-colour inversion of a (batch, 3, size, size) turbo image: time and peak memory."""
-    method, pixels_kind, batch, size, chunk, repeats, device, threads = args
+def run_inversion(args: tuple[str, int, int, int, str, int]) -> dict[str, Any]:
+    """Nearest-colour inversion (``Colormap.nearest_index``) of a (batch, 3, size, size) turbo image."""
+    pixels_kind, batch, size, repeats, device, threads = args
     import torch
 
     torch.set_num_threads(threads)
 
-    from dereverb.representations import colormap as ci
+    from dereverb.representations import build
 
-    lut = torch.from_numpy(ci.colormap_lut("turbo")).float().to(device)
+    rep = build("colormap", cmap="turbo")
+    lut = rep.lut_cpu.to(device)
     gen = torch.Generator().manual_seed(0)
     rgb = lut[torch.randint(0, 256, (batch * size * size,), generator=gen).to(device)]
     if pixels_kind == "noisy":  # a network output / JPEG: sigma 0.02 per channel off the path
         rgb = (rgb + 0.02 * torch.randn(rgb.shape, generator=gen).to(device)).clamp(0, 1)
     elif pixels_kind == "uniform":
         rgb = torch.rand(rgb.shape, generator=gen).to(device)
-    ci.nearest_chunked(rgb[:chunk], lut, chunk)  # warm-up: one-time loading is not the method's memory
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    rep.nearest_index(rgb[:1000])  # warm-up: one-time loading is not the method's memory
     rss0 = _reset_peak()
-    t0 = _clock()
-    cube = ci.CubeIndex(lut, chunk_size=chunk) if method == "cube" else None
-    _sync(device)
-    build = _since(t0)
-    times, fallback = [], 0
+    times = []
     for _ in range(max(repeats, 1)):
         t0 = _clock()
-        if cube is None:
-            ci.nearest_chunked(rgb, lut, chunk)
-        else:
-            fallback = cube.nearest(rgb)[1]
+        rep.nearest_index(rgb)
         _sync(device)
         times.append(_since(t0))
-    return {"method": method, "pixels": pixels_kind, "chunk": chunk, "build": build,
-            "time": min(t[0] for t in times), "cpu": min(t[1] for t in times),
-            "peak": _peak_since(device, rss0), "fallback": fallback / rgb.shape[0]}
+    return {"pixels": pixels_kind, "time": min(t[0] for t in times), "cpu": min(t[1] for t in times),
+            "peak": _peak_since("cpu", rss0)}
 
 
 def _in_fresh_process(fn, args, measure_memory: bool = False):
@@ -234,20 +223,16 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['first']:.3f} | {r['peak']:.0f} |", flush=True)
     if args.skip_inversion:
         return 0
-    print(f"\n### colormap inversion (turbo, 256 levels), {inv_batch} x 256 x 256 = {inv_batch * 65536:,} pixels\n")
-    print("| method | pixels | chunk | build CPU-s (wall s) | inversion CPU-s (wall s) | Mpixel/CPU-s | fallback "
-          "| peak memory (MiB) |")
-    print("|---|---|---|---|---|---|---|---|")
-    runs = [("chunked", "on-path", 1 << 16), ("chunked", "on-path", 1 << 13), ("cube", "on-path", 1 << 16),
-            ("cube", "on-path", 1 << 13), ("chunked", "noisy", 1 << 13), ("cube", "noisy", 1 << 13),
-            ("chunked", "uniform", 1 << 13), ("cube", "uniform", 1 << 13)]
-    for method, kind, chunk in runs:
-        case = (method, kind, inv_batch, 256, chunk, args.repeats, args.device, args.threads)
+    print(f"\n### colormap inversion (turbo, 256 levels, cKDTree), {inv_batch} x 256 x 256 = "
+          f"{inv_batch * 65536:,} pixels\n")
+    print("| pixels | inversion CPU-s (wall s) | Mpixel/CPU-s | peak memory (MiB) |")
+    print("|---|---|---|---|")
+    for kind in ("on-path", "noisy", "uniform"):
+        case = (kind, inv_batch, 256, args.repeats, args.device, args.threads)
         r = _in_fresh_process(run_inversion, case)
-        r["peak"] = _in_fresh_process(run_inversion, (*case[:5], 0, *case[6:]), measure_memory=True)["peak"]
-        build = f"{r['build'][1]:.2f} ({r['build'][0]:.2f})" if method == "cube" else "-"
-        print(f"| {method} | {kind} | {chunk} | {build} | {r['cpu']:.2f} ({r['time']:.2f}) "
-              f"| {inv_batch * 65536 / r['cpu'] / 1e6:.2f} | {r['fallback']:.1%} | {r['peak']:.0f} |", flush=True)
+        r["peak"] = _in_fresh_process(run_inversion, (*case[:3], 0, *case[4:]), measure_memory=True)["peak"]
+        print(f"| {kind} | {r['cpu']:.2f} ({r['time']:.2f}) | {inv_batch * 65536 / r['cpu'] / 1e6:.2f} "
+              f"| {r['peak']:.0f} |", flush=True)
     return 0
 
 

@@ -1,13 +1,21 @@
-"""colormap: refused maps, every level decodes to itself, inversion strategies agree."""
+"""colormap: refused maps, every level decodes to itself, the nearest-colour lookup is exact."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from dereverb import representations as R
 from dereverb.representations import colormap as ci
 from tests.representations.conftest import ramp
+
+
+def duplicate_runs(lut: np.ndarray) -> list[list[int]]:
+    """Groups (of >= 2 indices) of identical table entries, e.g. ``[[29, 30, 31]]`` for jet."""
+    _, inverse = np.unique(lut, axis=0, return_inverse=True)
+    groups = [np.flatnonzero(inverse.reshape(-1) == g).tolist() for g in np.unique(inverse)]
+    return sorted(g for g in groups if len(g) > 1)
 
 
 @pytest.mark.parametrize("cmap", ["hsv", "twilight", "twilight_shifted", "prism", "flag", "tab10", "Set1"])
@@ -24,10 +32,10 @@ def test_every_level_decodes_to_itself():
         back = rep.uncolorize(rep.colorize(g))[0, 0] * 255
         expected = torch.arange(256.0)
         if cmap == "jet":  # levels 29, 30, 31 are all pure blue (0, 0, 1): decode to the middle
-            assert ci.duplicate_runs(ci.colormap_lut("jet")) == [[29, 30, 31]]
+            assert duplicate_runs(ci.colormap_lut("jet")) == [[29, 30, 31]]
             expected[29:32] = 30
         else:
-            assert ci.duplicate_runs(ci.colormap_lut(cmap)) == []
+            assert duplicate_runs(ci.colormap_lut(cmap)) == []
         torch.testing.assert_close(back, expected, rtol=0, atol=1e-4)
         # and through encode/decode in magnitude: within float error of the ramp
         mag = ramp()
@@ -40,38 +48,27 @@ def test_every_level_decodes_to_itself():
 def test_other_level_counts_decode_exactly(levels):
     """levels != 256 samples the interpolated map: no repeated colours (viridis), exact round trip."""
     rep = R.build("colormap", cmap="viridis", levels=levels)
-    assert ci.duplicate_runs(rep.lut_cpu.double().numpy()) == []
+    assert duplicate_runs(rep.lut_cpu.double().numpy()) == []
     g = torch.arange(levels, dtype=torch.float32)[None, None] / (levels - 1)
     torch.testing.assert_close(rep.uncolorize(rep.colorize(g)), g, rtol=0, atol=1e-6)
 
 
-def test_chunked_cube_and_unchunked_agree():
+def test_nearest_index_equals_brute_force():
+    """The tree's answer is the brute-force nearest entry (up to exact distance ties), on, near
+    and far from the colour path, and back on the input's device."""
     gen = torch.Generator().manual_seed(0)
     for cmap in ("turbo", "viridis", "jet", "gray"):
-        lut = torch.from_numpy(ci.colormap_lut(cmap)).float()
+        rep = R.build("colormap", cmap=cmap)
+        lut = rep.lut_cpu
         on_path = lut[torch.randint(0, 256, (5000,), generator=gen)]
         noisy = (on_path + 0.03 * torch.randn(on_path.shape, generator=gen)).clamp(0, 1)
         uniform = torch.rand(5000, 3, generator=gen)
-        cube = ci.CubeIndex(lut, cube_size=32, chunk_size=4096)
         for pts in (on_path, noisy, uniform):
-            whole = ci.nearest_chunked(pts, lut, chunk_size=len(pts))
-            small = ci.nearest_chunked(pts, lut, chunk_size=999)
-            assert torch.equal(whole, small)
-            cubed, fallback = cube.nearest(pts)
-            d_whole = (pts - lut[whole]).norm(dim=1)
-            d_cube = (pts - lut[cubed]).norm(dim=1)
-            assert float((d_cube - d_whole).abs().max()) < 1e-6  # equal up to exact ties
-            if pts is on_path:  # the cube answers almost all on-path pixels itself
-                assert fallback < 0.05 * len(pts)
-
-
-def test_decode_memory_is_chunked():
-    """A batch decoded in chunks of 1000 pixels equals the default; the chunk bounds the (P, K) matrix."""
-    mag = ramp().expand(3, 40, 256).contiguous() * torch.rand(3, 40, 256, generator=torch.Generator().manual_seed(1))
-    a = R.build("colormap", cmap="viridis", inversion="chunked", chunk_size=1000)
-    b = R.build("colormap", cmap="viridis", inversion="cube")
-    x, ctx = a.encode(mag)
-    torch.testing.assert_close(a.decode(x, ctx), b.decode(x, ctx), rtol=0, atol=0)
+            brute = torch.cdist(pts, lut, compute_mode="donot_use_mm_for_euclid_dist").argmin(dim=1)
+            idx = rep.nearest_index(pts)
+            assert idx.dtype == torch.int64 and idx.device == pts.device
+            d_brute, d_tree = (pts - lut[brute]).norm(dim=1), (pts - lut[idx]).norm(dim=1)
+            assert float((d_tree - d_brute).abs().max()) < 1e-6
 
 
 def test_return_ratio_separates_cyclic_maps():

@@ -32,7 +32,7 @@ def test_unknown_kwarg_lists_valid_ones():
     ("grayscale", {"dynamic_range": 0}, "dynamic_range"),
     ("grayscale", {"reference": "mean"}, "reference"),
     ("colormap", {"cmap": "no_such_map"}, "unknown colormap"),
-    ("colormap", {"inversion": "kdtree"}, "inversion"),
+    ("colormap", {"levels": 1}, "levels"),
     ("image_codec", {"format": "gif"}, "format"),
     ("image_codec", {"quality": 0}, "quality"),
     ("image_codec", {"resize": (224,)}, "resize"),
