@@ -863,7 +863,7 @@ def test_evaluate_interrupted_run_writes_no_table_and_rerun_reuses_scores(
     monkeypatch.setattr(scoring, "score_item", interrupting)
     rc, _, err = _eval(capsys, "--paired", paired, "-o", out, *EVAL_FAST)
     assert rc == 130 and "re-run to continue" in err
-    assert _files(out) == ["cache", *sorted(f"cache/{p.name}" for p in (out / "cache").iterdir())]  # no tables
+    assert (out / "cache").is_dir() and [f for f in _files(out) if not f.startswith("cache")] == []  # no tables
     monkeypatch.setattr(scoring, "score_item", real)
     rc, _, err = _eval(capsys, "--paired", paired, "-o", out, *EVAL_FAST)
     assert rc == 0, err

@@ -9,7 +9,7 @@ import pytest
 
 from dereverb.evaluation import scoring
 from dereverb.evaluation.report import t60_band
-from dereverb.evaluation.scoring import ScoreCache, evaluate_systems, item_key
+from dereverb.evaluation.scoring import evaluate_systems
 from dereverb.evaluation.systems import Wpe, build_baselines
 from tests.evaluation.conftest import SR, Counting
 
@@ -41,16 +41,6 @@ def test_rows_hold_every_item_system_and_metric(rows: list[dict], items: list[di
         assert by[(it["id"], "oracle_gl")]["stoi"] > by[(it["id"], "reverberant")]["stoi"] + 0.2
 
 
-def test_cache_file_and_item_keys_are_stable(items: list[dict], tmp_path: Path) -> None:
-    """Existing caches stay valid: the file name and item key formats are pinned."""
-    cache = ScoreCache(
-        tmp_path, "reverberant", build_baselines("reverberant")["reverberant"].fingerprint, SR
-    )
-    assert cache.path is not None and cache.path.name == "reverberant-6802bf9bfbd3c707.jsonl"
-    key = item_key(items[0], SR)
-    assert key.startswith("it0|") and len(key.split("|")[1]) == 20
-
-
 def test_cache_is_reused_and_keyed_by_settings_and_content(
     items: list[dict], tmp_path: Path
 ) -> None:
@@ -76,30 +66,32 @@ def test_cache_is_reused_and_keyed_by_settings_and_content(
     assert wpe.calls == 3
 
 
-def test_cache_survives_a_truncated_line_and_adds_only_missing_metrics(
+def test_an_interrupted_run_keeps_the_scores_it_finished(
     items: list[dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Ctrl-C in the middle: a re-run computes only the (item, system) pairs not yet scored;
+    another SRMR mode is another set of metrics, so it is scored anew."""
     rev = Counting(build_baselines("reverberant")["reverberant"], "rev")
-    evaluate_systems(items[:1], {"reverberant": rev}, SR, tmp_path, srmr="none", progress=False)
-    (cache_file,) = tmp_path.glob("reverberant-*.jsonl")
-    with open(cache_file, "a") as f:
-        f.write('{"key": "it9|abc", "pesq": 1.')  # a run killed mid-write
-    scored: list[tuple[str, ...]] = []
-    real = scoring.score_item
-    monkeypatch.setattr(
-        scoring,
-        "score_item",
-        lambda est, clean, sr, keys: scored.append(tuple(keys)) or real(est, clean, sr, keys),
-    )
-    rows = evaluate_systems(
-        items[:1], {"reverberant": rev}, SR, tmp_path, srmr="fast", progress=False
-    )
-    assert scored == [("srmr_fast",)], "only the new metric may be computed"
-    assert math.isfinite(rows[0]["srmr"]) and math.isfinite(rows[0]["pesq"])
-    rows = evaluate_systems(
-        items[:1], {"reverberant": rev}, SR, tmp_path, srmr="fast", progress=False
-    )
-    assert len(scored) == 1 and rev.calls == 2
+    real, calls = scoring.score_item, []
+
+    def interrupting(*args):
+        calls.append(args[3])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(scoring, "score_item", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_systems(items[:3], {"reverberant": rev}, SR, tmp_path, srmr="none", progress=False)
+    monkeypatch.setattr(scoring, "score_item", real)
+    stats: dict[str, int] = {}
+    rows = evaluate_systems(items[:3], {"reverberant": rev}, SR, tmp_path, srmr="none", progress=False,
+                            stats=stats)
+    assert (stats["cached"], stats["computed"], rev.calls) == (2, 1, 4)
+    assert all(math.isfinite(r["pesq"]) and math.isnan(r["srmr"]) for r in rows)
+    rows = evaluate_systems(items[:1], {"reverberant": rev}, SR, tmp_path, srmr="fast", progress=False,
+                            stats=stats)
+    assert stats["computed"] == 1 and math.isfinite(rows[0]["srmr"]) and math.isfinite(rows[0]["pesq"])
 
 
 def test_oracles_are_skipped_without_a_reference(items: list[dict]) -> None:
