@@ -23,15 +23,16 @@ from torch.utils.data import DataLoader
 from dereverb.data.pairs import EpochSampler, ReverbPairDataset, make_pairs_torch
 from dereverb.data.rir_bank import RirBank, Split
 from dereverb.data.rooms import RoomSampler
-from dereverb.data.speech import SpeechCorpus, SpeechSource, SyntheticSpeech
+from dereverb.data.speech import SpeechCorpus, SpeechMix, SpeechSource, SyntheticSpeech
 
 
 class DereverbDataModule(L.LightningDataModule):
     """Train/val/test pairs from a speech source and RIR banks, built from typed arguments.
 
     Args:
-        speech: folder of WAV/FLAC (recursive, speaker-disjoint splits), or ``"synthetic"``
-            for the built-in procedural speech generator (no download).
+        speech: folder of WAV/FLAC (recursive, speaker-disjoint splits), a list of such folders
+            (each split by its own speakers, crops drawn in proportion to duration), or
+            ``"synthetic"`` for the built-in procedural speech generator (no download).
         rirs: ``"simulated"`` (pyroomacoustics banks, cached, disjoint per split) or a folder
             of measured RIRs (files split disjointly across train/val/test, or all used for
             every split with ``measured_rir_split="all"``).
@@ -53,11 +54,17 @@ class DereverbDataModule(L.LightningDataModule):
         reverb_on_device: workers only read and crop speech; the RIR banks live on the training
             device and :meth:`on_after_batch_transfer` convolves the batch there (batched FFT).
             Same pairs as the CPU path for the same seed, within float32 round-off.
+        noise_prob / noise_snr_db_range / noise_exponent_range: the share of items with
+            background noise, its SNR (dB re the reverberant speech) and spectral exponent
+            (0 white, 1 pink, 2 brown); validation items are drawn the same way.
+
+    Every segment is convolved together with the speech before it (as much as the longest RIR
+    of the banks), so it carries the reverberant tail of earlier speech like a real recording.
     """
 
     def __init__(
         self,
-        speech: str = "synthetic",
+        speech: str | list[str] = "synthetic",
         rirs: str = "simulated",
         sample_rate: int = 16000,
         segment_seconds: float = 2.0,
@@ -81,17 +88,21 @@ class DereverbDataModule(L.LightningDataModule):
         min_duration: float = 1.0,
         seed: int = 0,
         reverb_on_device: bool = False,
+        noise_prob: float = 0.75,
+        noise_snr_db_range: tuple[float, float] = (5.0, 40.0),
+        noise_exponent_range: tuple[float, float] = (0.0, 2.0),
     ) -> None:
         super().__init__()
         if clean_target not in ("dry", "early"):
             raise ValueError(f"data.clean_target must be 'dry' or 'early', got {clean_target!r}")
         if segment_seconds <= 0:
             raise ValueError(f"data.segment_seconds must be > 0, got {segment_seconds}")
-        if speech != "synthetic" and not Path(speech).is_dir():
-            raise ValueError(
-                f"data.speech: {speech!r} is not a folder; give a folder of WAV/FLAC files "
-                "or 'synthetic'"
-            )
+        for folder in [speech] if isinstance(speech, str) else speech:
+            if folder != "synthetic" and not Path(folder).is_dir():
+                raise ValueError(
+                    f"data.speech: {folder!r} is not a folder; give a folder of WAV/FLAC files "
+                    "(or a list of them) or 'synthetic'"
+                )
         if rirs != "simulated" and not Path(rirs).is_dir():
             raise ValueError(
                 f"data.rirs: {rirs!r} is not a folder; give a folder of measured RIRs or 'simulated'"
@@ -113,6 +124,10 @@ class DereverbDataModule(L.LightningDataModule):
         self.synthetic_speakers, self.min_duration = synthetic_speakers, min_duration
         self.seed = seed
         self.reverb_on_device = reverb_on_device
+        self.noise = dict(
+            noise_prob=noise_prob, noise_snr_db_range=tuple(noise_snr_db_range),
+            noise_exponent_range=tuple(noise_exponent_range),
+        )
         self.datasets: dict[str, ReverbPairDataset] = {}
         self._banks: dict[str, RirBank] = {}
         self._rir_table: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -130,9 +145,11 @@ class DereverbDataModule(L.LightningDataModule):
                     sample_rate=self.sample_rate, n_speakers=self.synthetic_speakers, seed=self.seed
                 )
             else:
-                self._speech_source = SpeechCorpus(
-                    self.speech, sample_rate=self.sample_rate, min_duration=self.min_duration, seed=self.seed
-                )
+                corpora = [
+                    SpeechCorpus(f, sample_rate=self.sample_rate, min_duration=self.min_duration, seed=self.seed)
+                    for f in ([self.speech] if isinstance(self.speech, str) else self.speech)
+                ]
+                self._speech_source = corpora[0] if len(corpora) == 1 else SpeechMix(corpora)
         return self._speech_source
 
     def rir_bank(self, split: Split) -> RirBank:
@@ -170,7 +187,14 @@ class DereverbDataModule(L.LightningDataModule):
             seed=self.seed,
             convolve=not self.reverb_on_device,
             rir_offset=self._rir_offsets()[split],
+            preroll=self.preroll,
+            **self.noise,
         )
+
+    @property
+    def preroll(self) -> int:
+        """Samples of speech convolved before every segment: the longest RIR of all splits."""
+        return max(len(r.rir) for s in ("train", "val", "test") for r in self.rir_bank(s))
 
     def _rir_offsets(self) -> dict[str, int]:
         """Where each split's bank starts in the device-side table (train, val, test in order)."""
@@ -198,8 +222,10 @@ class DereverbDataModule(L.LightningDataModule):
         table, direct = self.rir_table(batch["dry"].device)
         idx = batch["rir_index"].long()
         batch["reverb"], batch["clean"] = make_pairs_torch(
-            batch["dry"], table[idx], direct[idx], batch["gain_db"], self.sample_rate, self.clean_target
+            batch["dry"], table[idx], direct[idx], batch["gain_db"], self.sample_rate, self.clean_target,
+            preroll=self.preroll, noise=batch["noise"], snr_db=batch["snr_db"],
         )
+        batch["dry"] = batch["dry"][..., self.preroll :]
         return batch
 
     def prepare_data(self) -> None:

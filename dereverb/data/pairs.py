@@ -26,6 +26,7 @@ import torchaudio.functional as AF
 from scipy.signal import fftconvolve
 from torch.utils.data import Dataset, Sampler
 
+from dereverb.data.noise import coloured_noise, noise_scale
 from dereverb.data.rir_bank import RirBank, Split
 from dereverb.data.speech import SpeechSource
 
@@ -43,6 +44,7 @@ class PairItem:
     rir_index: int
     t60: float
     drr: float
+    snr_db: float = float("inf")
 
 
 def make_pair(
@@ -53,27 +55,35 @@ def make_pair(
     target: Literal["dry", "early"] = "dry",
     gain_db: float = 0.0,
     peak_limit: float = 0.99,
+    preroll: int = 0,
+    noise: np.ndarray | None = None,
+    snr_db: float = float("inf"),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Convolve dry speech ``(L,)`` with a RIR and build the aligned clean target ``(L,)``.
+    """Reverberant and aligned clean segments ``(L,)`` from dry speech ``(preroll + L,)``.
 
-    RIRs from :class:`~dereverb.data.rir_bank.RirBank` carry the direct sound at the dry signal's level
-    (simulated: scaled by the source distance; measured: direct-path sample = +1), so the ``dry``
-    target = dry speech delayed by the direct-path index has the level and timing of the direct
-    sound in the reverberant signal;
-    ``early`` = dry convolved with the RIR's first ``direct + 50 ms``. Both signals share one
-    gain, lowered if needed so neither exceeds ``peak_limit`` (no clipping).
+    The first ``preroll`` samples are the speech before the segment: convolving them too puts
+    their reverberant tail into the segment, as in any window cut from a real recording (a
+    preroll of at least the RIR's length makes the pair equal to that window of the whole
+    utterance's convolution). RIRs from :class:`~dereverb.data.rir_bank.RirBank` carry the direct
+    sound at the dry signal's level, so the ``dry`` target = dry speech delayed by the direct-path
+    index has the level and timing of the direct sound in the reverberant signal; ``early`` = dry
+    convolved with the RIR's first ``direct + 50 ms``. ``noise (L,)`` of unit RMS is added to the
+    reverberant segment ``snr_db`` below its power. Both signals share one gain, lowered if needed
+    so neither exceeds ``peak_limit`` (no clipping).
     """
-    length = dry.shape[-1]
+    length = dry.shape[-1] - preroll
     d = int(direct_index)
-    reverb = fftconvolve(dry, rir)[:length]
+    reverb = fftconvolve(dry, rir)[preroll : preroll + length]
     if target == "dry":
-        clean = np.zeros_like(dry)
-        clean[d:] = dry[: length - d] if d < length else 0.0
+        src = np.arange(length) + preroll - d
+        clean = np.where(src >= 0, dry[np.clip(src, 0, None)], 0.0)
     elif target == "early":
         early = rir[: d + int(EARLY_MS * 1e-3 * sample_rate) + 1]
-        clean = fftconvolve(dry, early)[:length]
+        clean = fftconvolve(dry, early)[preroll : preroll + length]
     else:
         raise ValueError(f"target must be 'dry' or 'early', got {target!r}")
+    if noise is not None and np.isfinite(snr_db):
+        reverb = reverb + noise * noise_scale(np.mean(reverb**2), snr_db)
     gain = 10.0 ** (gain_db / 20.0)
     peak = max(np.abs(reverb).max(), np.abs(clean).max()) * gain
     if peak > peak_limit:
@@ -89,26 +99,34 @@ def make_pairs_torch(
     sample_rate: int,
     target: Literal["dry", "early"] = "dry",
     peak_limit: float = 0.99,
+    preroll: int = 0,
+    noise: torch.Tensor | None = None,
+    snr_db: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched, on-device twin of :func:`make_pair` (same result within float32 round-off).
 
-    ``dry (B, L)``, ``rirs (B, Lr)`` zero-padded, ``direct_index (B,)`` long, ``gain_db (B,)``
-    -> ``reverb (B, L)``, ``clean (B, L)``. FFT convolution with ``torchaudio.functional.fftconvolve``.
+    ``dry (B, preroll + L)``, ``rirs (B, Lr)`` zero-padded, ``direct_index (B,)`` long,
+    ``gain_db (B,)``, ``noise (B, L)``, ``snr_db (B,)`` (``inf``: none) -> ``reverb (B, L)``,
+    ``clean (B, L)``. FFT convolution with ``torchaudio.functional.fftconvolve``.
     """
     with torch.autocast(device_type=dry.device.type, enabled=False):
         dry, rirs = dry.float(), rirs.float()
-        length = dry.shape[-1]
-        reverb = AF.fftconvolve(dry, rirs)[..., :length]
+        length = dry.shape[-1] - preroll
+        reverb = AF.fftconvolve(dry, rirs)[..., preroll : preroll + length]
         d = direct_index.long().view(-1, 1)
         if target == "dry":
-            src = torch.arange(length, device=dry.device).view(1, -1) - d
-            clean = torch.where(src >= 0, dry.gather(1, src.clamp_min(0)), torch.zeros_like(dry))
+            src = torch.arange(length, device=dry.device).view(1, -1) + preroll - d
+            clean = torch.where(src >= 0, dry.gather(1, src.clamp_min(0)), torch.zeros_like(reverb))
         elif target == "early":
             taps = torch.arange(rirs.shape[-1], device=dry.device).view(1, -1)
             early = rirs * (taps <= d + int(EARLY_MS * 1e-3 * sample_rate)).float()
-            clean = AF.fftconvolve(dry, early)[..., :length]
+            clean = AF.fftconvolve(dry, early)[..., preroll : preroll + length]
         else:
             raise ValueError(f"target must be 'dry' or 'early', got {target!r}")
+        if noise is not None and snr_db is not None:
+            power = reverb.pow(2).mean(-1, keepdim=True)
+            scale = power.sqrt() * 10.0 ** (-snr_db.float().view(-1, 1) / 20.0)  # 0 for inf
+            reverb = reverb + noise.float() * scale
         gain = 10.0 ** (gain_db.float().view(-1, 1) / 20.0)
         peak = torch.maximum(reverb.abs().amax(-1, keepdim=True), clean.abs().amax(-1, keepdim=True)) * gain
         gain = torch.where(peak > peak_limit, gain * peak_limit / peak.clamp_min(1e-12), gain)
@@ -166,9 +184,15 @@ class ReverbPairDataset(Dataset):
     ``len`` items per epoch; ``deterministic=True`` (val/test) makes item ``i`` a pure
     function of ``(seed, split, i)``; otherwise the index handed in by :class:`EpochSampler`
     also encodes the epoch. Returns dicts of tensors: ``reverb (L,)``, ``clean (L,)``,
-    ``t60 ()``, ``drr ()``, ``rir_index ()``, ``gain_db ()`` and ``dry (L,)``. With
+    ``t60 ()``, ``drr ()``, ``snr_db ()``, ``rir_index ()`` and ``dry (L,)``. With
     ``convolve=False`` (the device path) ``reverb``/``clean`` are left out: workers only read and
-    crop audio, and :func:`make_pairs_torch` builds the pair on the training device.
+    crop audio (``dry (preroll + L,)``) and draw the noise (``noise (L,)``, ``gain_db``), and
+    :func:`make_pairs_torch` builds the pair on the training device.
+
+    ``preroll``: samples of speech before each segment that are convolved with it (default: the
+    bank's longest RIR, so every segment carries the full tail of the speech before it).
+    ``noise_prob`` of the items get coloured noise (spectral exponent uniform in
+    ``noise_exponent_range``) at an SNR uniform in ``noise_snr_db_range``; the rest none.
     """
 
     def __init__(
@@ -185,11 +209,17 @@ class ReverbPairDataset(Dataset):
         deterministic: bool | None = None,
         convolve: bool = True,
         rir_offset: int = 0,
+        preroll: int | None = None,
+        noise_prob: float = 0.0,
+        noise_snr_db_range: tuple[float, float] = (5.0, 40.0),
+        noise_exponent_range: tuple[float, float] = (0.0, 2.0),
     ) -> None:
         if len(rirs) == 0:
             raise ValueError(f"the {split} RIR bank is empty")
         if num_items < 1:
             raise ValueError(f"num_items must be >= 1, got {num_items}")
+        if not 0.0 <= noise_prob <= 1.0:
+            raise ValueError(f"data.noise_prob must be in [0, 1], got {noise_prob}")
         self.speech, self.rirs = speech, rirs
         self.num_items, self.segment_samples = num_items, segment_samples
         self.sample_rate, self.target = sample_rate, target
@@ -198,37 +228,49 @@ class ReverbPairDataset(Dataset):
         self.deterministic = split != "train" if deterministic is None else deterministic
         self.convolve = convolve
         self.rir_offset = rir_offset  # index of this bank's first RIR in the device-side table
+        self.preroll = max(len(r.rir) for r in rirs) if preroll is None else int(preroll)
+        self.noise_prob = noise_prob
+        self.noise_snr_db_range, self.noise_exponent_range = noise_snr_db_range, noise_exponent_range
 
     def __len__(self) -> int:
         return self.num_items
 
-    def draw(self, index: int) -> tuple[np.ndarray, int, float]:
-        """The random choices of item ``index``: dry crop ``(L,)``, RIR index, gain (dB)."""
+    def draw(self, index: int) -> tuple[np.ndarray, int, float, np.ndarray, float]:
+        """The random choices of item ``index``: dry speech ``(preroll + L,)``, RIR index, gain
+        (dB), unit-RMS noise ``(L,)`` and its SNR (dB, ``inf``: no noise)."""
+        L = self.segment_samples
         if self.deterministic:
             i = index % self.num_items
             rng = np.random.default_rng([self.seed, SPLIT_CODE[self.split], i])
-            dry = self.speech.item(i, self.segment_samples)
+            dry = self.speech.item(i, L, self.preroll)
         else:
             epoch, i = divmod(index, self.num_items)
             rng = np.random.default_rng([self.seed, SPLIT_CODE[self.split], epoch, i])
-            dry = self.speech.sample(rng, self.segment_samples)
+            dry = self.speech.sample(rng, L, self.preroll)
         r = int(rng.integers(len(self.rirs)))
         gain_db = float(rng.uniform(*self.gain_db_range))
-        return dry.astype(np.float32), r, gain_db
+        snr_db, noise = float("inf"), np.zeros(L, dtype=np.float32)
+        if rng.uniform() < self.noise_prob:
+            snr_db = float(rng.uniform(*self.noise_snr_db_range))
+            noise = coloured_noise(rng, L, float(rng.uniform(*self.noise_exponent_range)))
+        return dry.astype(np.float32), r, gain_db, noise, snr_db
 
     def item(self, index: int) -> PairItem:
-        dry, r, gain_db = self.draw(index)
+        dry, r, gain_db, noise, snr_db = self.draw(index)
         rir = self.rirs[r]
         reverb, clean = make_pair(
-            dry, rir.rir, rir.direct_index, self.sample_rate, self.target, gain_db
+            dry, rir.rir, rir.direct_index, self.sample_rate, self.target, gain_db,
+            preroll=self.preroll, noise=noise, snr_db=snr_db,
         )
-        return PairItem(reverb, clean, dry, r, float(rir.t60), float(rir.drr))
+        return PairItem(reverb, clean, dry[self.preroll :], r, float(rir.t60), float(rir.drr), snr_db)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not self.convolve:
-            dry, r, gain_db = self.draw(int(index))
+            dry, r, gain_db, noise, snr_db = self.draw(int(index))
             return {
                 "dry": torch.from_numpy(dry),
+                "noise": torch.from_numpy(noise),
+                "snr_db": torch.tensor(snr_db, dtype=torch.float32),
                 "rir_index": torch.tensor(self.rir_offset + r),
                 "gain_db": torch.tensor(gain_db, dtype=torch.float32),
                 "t60": torch.tensor(float(self.rirs[r].t60), dtype=torch.float32),
@@ -239,6 +281,7 @@ class ReverbPairDataset(Dataset):
             "reverb": torch.from_numpy(it.reverb),
             "clean": torch.from_numpy(it.clean),
             "dry": torch.from_numpy(it.dry),
+            "snr_db": torch.tensor(it.snr_db, dtype=torch.float32),
             "rir_index": torch.tensor(it.rir_index),
             "t60": torch.tensor(it.t60, dtype=torch.float32),
             "drr": torch.tensor(it.drr, dtype=torch.float32),

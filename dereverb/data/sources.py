@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dereverb.cli_errors import one_line, read_yaml_mapping
+from dereverb.data.noise import coloured_noise
 from dereverb.data.pairs import make_pair
 from dereverb.data.rir_bank import RirBank
 from dereverb.data.rooms import RirError, RoomSampler
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 MEASURED_SEED_TAG = 7  # keeps measured-source items apart from the DataModule's split streams
+NOISE_SEED_TAG = 8
 
 ItemLoader = Callable[[], dict[str, Any]]
 
@@ -200,14 +202,19 @@ def measured_items(
     speech_split: str = "all",
     channel: int = 0,
     min_duration: float = 1.0,
+    snr_db: float | None = None,
+    level_db: float = 0.0,
 ) -> tuple[list[ItemLoader], str]:
     """Speech x measured RIRs, built like training pairs: ``(item loaders, description)``.
 
-    Item ``i``: speech crop ``speech.item(i, L)`` (deterministic), room ``i mod n_rooms``
+    Item ``i``: speech crop ``speech.item(i, L, preroll)`` (deterministic, with the speech before
+    it as long as the longest RIR, whose tail reaches into the item), room ``i mod n_rooms``
     (rooms = first-level subfolders of ``rirs``, so every room gets its share), one of that
     room's RIRs and a gain drawn from ``default_rng([seed, 7, i])``, then
     :func:`dereverb.data.pairs.make_pair` (direct-path-aligned clean ``target``: ``dry`` or
-    ``early``; shared gain, no clipping).
+    ``early``; shared gain, no clipping). ``snr_db``: pink background noise at that SNR;
+    ``level_db``: the reverberant input scaled to that peak level (dBFS) after the pair is made
+    (the reference is unchanged: the metrics do not depend on level).
     """
     if not Path(rirs).is_dir():
         raise EvaluationError(
@@ -239,21 +246,31 @@ def measured_items(
         rooms.setdefault(name.split("/")[0] if "/" in name else ".", []).append(i)
     room_names = sorted(rooms)
     length = int(round(segment_seconds * sample_rate))
+    preroll = max(len(r.rir) for r in bank)
 
     def load_item(i: int) -> dict[str, Any]:
         rng = np.random.default_rng([seed, MEASURED_SEED_TAG, i])
         room = room_names[i % len(room_names)]
         r = bank[rooms[room][int(rng.integers(len(rooms[room])))]]
         gain_db = float(rng.uniform(*gain_db_range))
-        dry = source.item(i, length)
-        reverb, clean = make_pair(dry, r.rir, r.direct_index, sample_rate, target, gain_db)  # type: ignore[arg-type]
+        dry = source.item(i, length, preroll)
+        noise = None if snr_db is None else coloured_noise(np.random.default_rng([seed, NOISE_SEED_TAG, i]), length, 1.0)
+        reverb, clean = make_pair(
+            dry, r.rir, r.direct_index, sample_rate, target, gain_db,  # type: ignore[arg-type]
+            preroll=preroll, noise=noise, snr_db=float("inf") if snr_db is None else snr_db,
+        )
+        if level_db:
+            reverb = reverb * (10 ** (level_db / 20) / max(float(np.abs(reverb).max()), 1e-12))
         return _as_item(
             f"measured-{i:05d}", reverb, clean, r.t60, drr=float(r.drr), rir=r.name, room=room
         )
 
     desc = (
         f"speech={speech} (split {speech_split}) x measured RIRs {rirs} ({len(bank)} RIRs, rooms "
-        f"{', '.join(room_names)}), {n_items} items of {segment_seconds:g} s, target={target}, seed={seed}"
+        f"{', '.join(room_names)}), {n_items} items of {segment_seconds:g} s, target={target}, seed={seed}, "
+        f"preroll {preroll / sample_rate:.2f} s"
+        + ("" if snr_db is None else f", pink noise at {snr_db:g} dB SNR")
+        + (f", input peak {level_db:g} dBFS" if level_db else "")
     )
     return [lambda i=i: load_item(i) for i in range(n_items)], desc
 

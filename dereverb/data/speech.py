@@ -57,12 +57,13 @@ class SpeechSource(Protocol):
 
     def split(self, name: SplitName) -> SpeechSource: ...
 
-    def sample(self, rng: np.random.Generator, length: int) -> np.ndarray:
-        """A random non-silent crop of a random utterance (training). (length,) float32"""
+    def sample(self, rng: np.random.Generator, length: int, preroll: int = 0) -> np.ndarray:
+        """A random non-silent crop of a random utterance (training), after ``preroll`` samples of
+        the speech before it (its reverberant tail reaches into the crop). (preroll + length,) float32"""
         ...
 
-    def item(self, index: int, length: int) -> np.ndarray:
-        """Deterministic crop number ``index`` (validation / test). (length,) float32"""
+    def item(self, index: int, length: int, preroll: int = 0) -> np.ndarray:
+        """Deterministic crop number ``index`` (validation / test). (preroll + length,) float32"""
         ...
 
     def __len__(self) -> int: ...
@@ -333,19 +334,21 @@ class SpeechCorpus:
         view.utterances = [u for u in self.utterances if u.speaker in keep]
         return view
 
-    def sample(self, rng: np.random.Generator, length: int) -> np.ndarray:
-        """A random non-silent crop of a uniformly chosen utterance. (length,) float32"""
+    def sample(self, rng: np.random.Generator, length: int, preroll: int = 0) -> np.ndarray:
+        """A random non-silent crop of a uniformly chosen utterance, preceded by ``preroll`` samples
+        of what comes before it in the utterance (zeros before its start). (preroll + length,) float32"""
         length = _check_length(length)
         for _ in range(max(20, self.max_tries)):
-            crop = self._crop(int(rng.integers(len(self.utterances))), rng, length)
+            crop = self._crop(int(rng.integers(len(self.utterances))), rng, length, preroll)
             if crop is not None:
                 return crop
         raise CorpusError(
             f"{self.root}: could not read a non-silent utterance in 20 tries; check the files"
         )
 
-    def item(self, index: int, length: int) -> np.ndarray:
-        """Deterministic crop ``index`` (any int >= 0; utterance ``index % len``). (length,) float32"""
+    def item(self, index: int, length: int, preroll: int = 0) -> np.ndarray:
+        """Deterministic crop ``index`` (any int >= 0; utterance ``index % len``), with ``preroll``
+        as in :meth:`sample`. (preroll + length,) float32"""
         length = _check_length(length)
         if index < 0:
             raise IndexError(f"index must be >= 0, got {index}")
@@ -353,7 +356,7 @@ class SpeechCorpus:
         rng = np.random.default_rng([self.seed, _TAG_ITEM, split_code, index])
         n = len(self.utterances)
         for k in range(min(n, 20)):  # a silent/undecodable utterance defers to the next one
-            crop = self._crop((index + k) % n, rng, length)
+            crop = self._crop((index + k) % n, rng, length, preroll)
             if crop is not None:
                 return crop
         raise CorpusError(f"{self.root}: utterances near index {index} are silent or unreadable")
@@ -387,28 +390,72 @@ class SpeechCorpus:
         self._cache.put(key, entry)
         return entry
 
-    def _crop(self, index: int, rng: np.random.Generator, length: int) -> np.ndarray | None:
+    def _crop(
+        self, index: int, rng: np.random.Generator, length: int, preroll: int = 0
+    ) -> np.ndarray | None:
         loaded = self.load(index)
         if loaded is None or not np.isfinite(loaded[1]):
             return None  # undecodable or digitally silent
         x, level = loaded
         if len(x) <= length:
-            out = np.zeros(length, dtype=np.float32)
+            out = np.zeros(preroll + length, dtype=np.float32)
             off = int(rng.integers(0, length - len(x) + 1))
-            out[off : off + len(x)] = x
+            out[preroll + off : preroll + off + len(x)] = x
             return out
         threshold = 10 ** ((level - self.min_crop_level_db) / 10)
         for _ in range(self.max_tries):
             off = int(rng.integers(0, len(x) - length + 1))
             if np.mean(np.square(x[off : off + length], dtype=np.float64)) >= threshold:
-                return x[off : off + length].copy()
+                return _with_preroll(x, off, length, preroll)
         # Sparse speech: fall back to the most energetic crop (windowed energy via a cumsum).
         c = np.concatenate([[0.0], np.cumsum(np.square(x, dtype=np.float64))])
         off = int(np.argmax(c[length:] - c[:-length]))
-        return x[off : off + length].copy()
+        return _with_preroll(x, off, length, preroll)
+
+
+def _with_preroll(x: np.ndarray, off: int, length: int, preroll: int) -> np.ndarray:
+    """``x[off - preroll : off + length]``, zeros where that starts before ``x``. (preroll + length,)"""
+    out = np.zeros(preroll + length, dtype=np.float32)
+    start = max(off - preroll, 0)
+    out[preroll - (off - start) :] = x[start : off + length]
+    return out
 
 
 def _check_length(length: int) -> int:
     if int(length) != length or length < 1:
         raise ValueError(f"length must be a positive number of samples, got {length}")
     return int(length)
+
+
+class SpeechMix:
+    """Several speech folders as one ``SpeechSource``: each is split by its own speakers (so a
+    corpus's test speakers are the same as when it is used alone), and crops are drawn from each
+    in proportion to its duration."""
+
+    def __init__(self, sources: list[SpeechCorpus]) -> None:
+        if not sources:
+            raise CorpusError("a speech mix needs at least one folder")
+        self.sources = sources
+        seconds = np.array([s.total_duration for s in sources])
+        self.weights = seconds / seconds.sum()
+
+    @property
+    def speakers(self) -> list[str]:
+        return sorted({f"{s.root.name}/{spk}" for s in self.sources for spk in s.speakers})
+
+    def split(self, name: SplitName) -> SpeechMix:
+        return SpeechMix([s.split(name) for s in self.sources])
+
+    def sample(self, rng: np.random.Generator, length: int, preroll: int = 0) -> np.ndarray:
+        return self.sources[int(rng.choice(len(self.sources), p=self.weights))].sample(rng, length, preroll)
+
+    def item(self, index: int, length: int, preroll: int = 0) -> np.ndarray:
+        """Item ``index`` of source ``index mod n`` (every corpus in every evaluation)."""
+        n = len(self.sources)
+        return self.sources[index % n].item(index // n, length, preroll)
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+    def __repr__(self) -> str:
+        return f"SpeechMix({', '.join(repr(s) for s in self.sources)})"

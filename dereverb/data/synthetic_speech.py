@@ -280,8 +280,9 @@ class SyntheticSpeech:
         view._ids = np.arange(lo, hi)
         return view
 
-    def sample(self, rng: np.random.Generator, length: int) -> np.ndarray:
-        """A fresh utterance of ``length`` samples by a speaker of this split. (length,) float32
+    def sample(self, rng: np.random.Generator, length: int, preroll: int = 0) -> np.ndarray:
+        """A fresh utterance of ``preroll + length`` samples by a speaker of this split (the crop is
+        its last ``length``). (preroll + length,) float32
 
         Speech starts within the first 0.25 s (scaled down for lengths under 1 s), so no
         training item is silent; phrase pauses inside last 0.15-0.7 s.
@@ -289,10 +290,11 @@ class SyntheticSpeech:
         length = _check_length(length)
         speaker = int(rng.choice(self._ids))
         seed = int(rng.integers(0, 2**63 - 1))
-        return self._render(_rng(self.seed, _TAG_UTTERANCE, speaker, seed), length, speaker)
+        return self._render(_rng(self.seed, _TAG_UTTERANCE, speaker, seed), preroll + length, speaker)
 
-    def item(self, index: int, length: int) -> np.ndarray:
-        """Deterministic utterance number ``index`` (any int >= 0) of this split. (length,) float32
+    def item(self, index: int, length: int, preroll: int = 0) -> np.ndarray:
+        """Deterministic utterance number ``index`` (any int >= 0) of this split, ``preroll + length``
+        samples long. (preroll + length,) float32
 
         Speakers rotate with the index so every speaker of the split appears.
         """
@@ -301,7 +303,7 @@ class SyntheticSpeech:
             raise IndexError(f"index must be >= 0, got {index}")
         split_code = SPLITS.index(self.split_name) + 1 if self.split_name else 0
         speaker = int(self._ids[index % len(self._ids)])
-        return self._render(_rng(self.seed, _TAG_ITEM, split_code, index), length, speaker)
+        return self._render(_rng(self.seed, _TAG_ITEM, split_code, index), preroll + length, speaker)
 
     # ------------------------------------------------------------------ public helpers
     def utterance(self, seed: int, duration: float, speaker: int | None = None) -> np.ndarray:

@@ -69,11 +69,11 @@ class _NoiseSource:
     def split(self, name):
         return self
 
-    def sample(self, rng, length):
-        return rng.standard_normal(length).astype(np.float32) * 0.1
+    def sample(self, rng, length, preroll=0):
+        return rng.standard_normal(preroll + length).astype(np.float32) * 0.1
 
-    def item(self, index, length):
-        return self.sample(np.random.default_rng(index), length)
+    def item(self, index, length, preroll=0):
+        return self.sample(np.random.default_rng(index), length, preroll)
 
     def __len__(self):
         return 1
@@ -86,3 +86,64 @@ def test_synthetic_speech_pairs_are_deterministic_per_seed(val_bank):
     b = ReverbPairDataset(sp.split("val"), bank, 2, 8000, split="val", seed=5).item(1)
     c = ReverbPairDataset(sp.split("val"), bank, 2, 8000, split="val", seed=6).item(1)
     assert np.array_equal(a.reverb, b.reverb) and not np.array_equal(a.reverb, c.reverb)
+
+
+@pytest.mark.parametrize("target", ["dry", "early"])
+def test_pair_of_any_window_is_that_window_of_the_whole_convolution(target):
+    """With a preroll as long as the RIR, a segment's pair equals the same window cut from the
+    convolution of the whole utterance: the tail of the speech before it is in the segment."""
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(3)
+    speech = rng.standard_normal(48000)
+    rir = toy_rir(0.6)[:9000].astype(np.float64)
+    rir[:20] = 0.0
+    rir[20] = 1.0
+    d, L, P = 20, 8000, len(rir)
+    full = fftconvolve(speech, rir)
+    if target == "dry":
+        full_clean = np.concatenate([np.zeros(d), speech])
+    else:
+        full_clean = fftconvolve(speech, rir[: d + int(0.05 * 16000) + 1])
+    for start in (0, 5000, 17000, 40000):  # 0: the very start of the utterance, silence before it
+        lo = max(start - P, 0)
+        dry = np.concatenate([np.zeros(P - (start - lo)), speech[lo : start + L]])
+        reverb, clean = make_pair(dry, rir, d, 16000, target, gain_db=-40.0, preroll=P)
+        g = 10 ** (-40 / 20)
+        np.testing.assert_allclose(reverb, g * full[start : start + L], atol=1e-5)
+        np.testing.assert_allclose(clean, g * full_clean[start : start + L], atol=1e-5)
+    # without the preroll the first part of the window misses the tail: the old, too-easy pair
+    short, _ = make_pair(speech[17000 : 17000 + L], rir, d, 16000, target, gain_db=-40.0)
+    assert np.abs(short[:2000] - g * full[17000:19000]).max() > 1e-3
+
+
+def test_noise_is_added_at_the_requested_snr_and_not_to_the_target():
+    from dereverb.data.noise import coloured_noise
+
+    rng = np.random.default_rng(0)
+    dry = rng.standard_normal(20000).astype(np.float32) * 0.1
+    rir = np.zeros(400, np.float32)
+    rir[0] = 1.0
+    noise = coloured_noise(rng, 16000, 1.0)
+    assert abs(np.sqrt(np.mean(noise**2)) - 1.0) < 1e-4
+    clean_pair = make_pair(dry, rir, 0, 16000, preroll=4000)
+    noisy, clean = make_pair(dry, rir, 0, 16000, preroll=4000, noise=noise, snr_db=10.0)
+    np.testing.assert_allclose(clean, clean_pair[1], atol=1e-6)
+    n = noisy - clean_pair[0]
+    snr = 10 * np.log10(np.mean(clean_pair[0] ** 2) / np.mean(n**2))
+    assert abs(snr - 10.0) < 0.01
+    # pink: more power below 500 Hz than white noise has (a quarter of its band is 16x)
+    spec = np.abs(np.fft.rfft(noise)) ** 2
+    assert spec[: len(spec) // 16].sum() > 0.5 * spec.sum()
+
+
+def test_dataset_noise_share_and_snr_range(val_bank):
+    ds = ReverbPairDataset(
+        _NoiseSource(), val_bank, num_items=40, segment_samples=4000, split="val", seed=1,
+        noise_prob=0.5, noise_snr_db_range=(10.0, 20.0),
+    )
+    snrs = np.array([ds.item(i).snr_db for i in range(40)])
+    noisy = np.isfinite(snrs)
+    assert 10 <= noisy.sum() <= 30
+    assert snrs[noisy].min() >= 10.0 and snrs[noisy].max() <= 20.0
+    assert ds.preroll == max(len(r.rir) for r in val_bank)
