@@ -1,29 +1,50 @@
-"""Pictures of spectrogram tensors for TensorBoard and reports (matplotlib-free, numpy only)."""
+"""The validation picture for TensorBoard: one matplotlib figure per logged example."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-import torch
+from matplotlib.figure import Figure
 
 
-def spectrogram_image(x: torch.Tensor, db: bool = False, dynamic_range: float = 80.0) -> np.ndarray:
-    """A ``(C, F, N)`` or ``(F, N)`` tensor -> ``(F, N, 3)`` uint8 image, low frequencies at the bottom.
+def to_db(mag: np.ndarray) -> np.ndarray:
+    """Magnitude ``(F, N)`` -> ``20 log10(mag + 1e-8)`` dB."""
+    return 20.0 * np.log10(np.abs(mag) + 1e-8)
 
-    3-channel tensors (RGB representations) are shown as the colours they are (clipped to [0, 1]);
-    single channels are min-max scaled to gray. ``db=True`` treats the input as a magnitude and
-    shows ``20 log10`` over ``dynamic_range`` dB below its maximum.
+
+def validation_figure(reverb: np.ndarray, output: np.ndarray, clean: np.ndarray, *, sample_rate: int,
+                      hop_length: int, t60: float = math.nan, pesq_gain: float = math.nan,
+                      stoi_gain: float = math.nan, net_input: np.ndarray | None = None,
+                      input_label: str = "network input", dynamic_range: float = 80.0) -> Figure:
+    """Reverberant, output and clean log spectrograms side by side on one dB scale.
+
+    ``reverb``, ``output``, ``clean``: magnitudes ``(F, N)`` (Nyquist bin dropped, so the top
+    row is just below ``sample_rate / 2``). The colour scale runs from the loudest bin of the
+    three down ``dynamic_range`` dB, with one colour bar. ``net_input``: the network's input
+    image ``(3, F, N)`` in [0, 1] (an RGB representation), drawn as a fourth panel as the
+    network sees it. The title holds the example's T60 and its PESQ-WB / STOI gain (output
+    minus input). Returns a figure not registered with pyplot (nothing global to close).
     """
-    x = x.detach().float().cpu()
-    if x.dim() == 2:
-        x = x[None]
-    if db:
-        x = 20 * torch.log10(x.abs() + 1e-8)
-        x = (x - (x.max() - dynamic_range)).clamp(min=0) / dynamic_range
-    if x.shape[0] == 3:
-        img = x.clamp(0, 1)
-    else:
-        ch = x[0]
-        lo, hi = float(ch.min()), float(ch.max())
-        img = ((ch - lo) / max(hi - lo, 1e-12)).expand(3, *ch.shape)
-    img = img.flip(-2).permute(1, 2, 0).numpy()
-    return (img * 255 + 0.5).astype(np.uint8)
+    panels = [("reverberant", to_db(reverb)), ("output", to_db(output)), ("clean", to_db(clean))]
+    vmax = max(float(db.max()) for _, db in panels)
+    vmin = vmax - dynamic_range
+    n_frames = reverb.shape[-1]
+    extent = (0.0, n_frames * hop_length / sample_rate, 0.0, sample_rate / 2000)
+    ncols = 3 + (net_input is not None)
+    fig = Figure(figsize=(3.6 * ncols + 0.8, 3.4), layout="constrained")
+    axes = fig.subplots(1, ncols, sharex=True, sharey=True)
+    for ax, (label, db) in zip(axes, panels, strict=False):
+        image = ax.imshow(db, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=vmin, vmax=vmax,
+                          interpolation="nearest")
+        ax.set_title(label)
+    if net_input is not None:
+        rgb = np.clip(np.moveaxis(np.asarray(net_input), 0, -1), 0.0, 1.0)
+        axes[-1].imshow(rgb, origin="lower", aspect="auto", extent=extent, interpolation="nearest")
+        axes[-1].set_title(input_label)
+    for ax in axes:
+        ax.set_xlabel("time (s)")
+    axes[0].set_ylabel("frequency (kHz)")
+    fig.colorbar(image, ax=axes[:3], label="level (dB)", fraction=0.05, pad=0.01)
+    fig.suptitle(f"T60 {t60:.2f} s   PESQ-WB {pesq_gain:+.2f}   STOI {stoi_gain:+.3f}   (gain: output - input)")
+    return fig
