@@ -266,26 +266,31 @@ class DereverbModule(L.LightningModule):
     # ------------------------------------------------------------------ TensorBoard media
     @rank_zero_only
     def _log_media(self, batch: dict[str, torch.Tensor], out: dict[str, Any], est: torch.Tensor) -> None:
-        logger = self.logger
-        exp = getattr(logger, "experiment", None)
-        if exp is None or not hasattr(exp, "add_image"):
+        """One figure per example (``training/media.py``: spectrograms on one dB scale, T60 and
+        PESQ-WB / STOI gains in the title) and the three waveforms as audio."""
+        exp = getattr(self.logger, "experiment", None)
+        if exp is None or not hasattr(exp, "add_figure"):
             return
-        from dereverb.training.media import spectrogram_image
+        from dereverb.training.media import validation_figure
 
         n = min(self.hparams.n_media_examples, batch["reverb"].shape[0])
-        step = self.global_step
-        sr = self.hparams.sample_rate
-        # Show the network's own input/output images (RGB in colour) and dB magnitudes.
+        step, sr = self.global_step, self.hparams.sample_rate
         with torch.no_grad():
             x_in, _ = self.input_repr.encode(out["mag"][:n].float())
-            ctx = {k: _head(v, n) for k, v in out["ctx"].items()}
-            target = self.target_of(out["clean_mag"][:n], ctx)
-        est_mag = self.decode(out["y"][:n], ctx)
+            est_mag = self.decode(out["y"][:n], {k: _head(v, n) for k, v in out["ctx"].items()})
+        gains = self._score(batch["clean"][:n], est[:n])
+        before = self._input_scores.get(0) or self._score(batch["clean"][:n], batch["reverb"][:n])
+        t60 = batch.get("t60", torch.full((n,), float("nan")))
+        rgb = x_in.shape[1] == 3
         for i in range(n):
-            exp.add_image(f"val/spectrogram/reverb/{i}", spectrogram_image(x_in[i]), step, dataformats="HWC")
-            exp.add_image(f"val/spectrogram/output/{i}", spectrogram_image(out["y"][i]), step, dataformats="HWC")
-            exp.add_image(f"val/spectrogram/clean/{i}", spectrogram_image(target[i]), step, dataformats="HWC")
-            exp.add_image(f"val/spectrogram/output_db/{i}", spectrogram_image(est_mag[i], db=True), step, dataformats="HWC")
+            fig = validation_figure(
+                *(m[i].detach().float().cpu().numpy() for m in (out["mag"], est_mag, out["clean_mag"])),
+                sample_rate=sr, hop_length=self.stft_cfg.hop_length, t60=float(t60[i]),
+                pesq_gain=float(gains["pesq"][i] - before["pesq"][i]),
+                stoi_gain=float(gains["stoi"][i] - before["stoi"][i]),
+                net_input=x_in[i].detach().float().cpu().numpy() if rgb else None,
+                input_label=f"network input ({self.hparams.representation})")
+            exp.add_figure(f"val/spectrograms/{i}", fig, step)
             for name, wav in (("reverb", batch["reverb"][i]), ("output", est[i]), ("clean", batch["clean"][i])):
                 w = wav.detach().float().cpu()
                 w = w / max(float(w.abs().max()), 1e-6) * 0.9
