@@ -6,13 +6,12 @@ architecture per capacity (only the input / output channels differ), one data se
 budget and one optimiser, then every run is evaluated at several training lengths
 (``evaluation.at_steps``) on the same simulated test set and, when the measured RIRs are
 present, on the same measured-room set (test-split speakers x measured RIRs). The report
-(``REPORT.md`` + PNG figures) is written from the results.
+(``REPORT.md``, ``report.json``, ``headline.png``) is written from the results.
 
-The work is done in :mod:`dereverb.experiment`: the arms and profiles
-(:mod:`~dereverb.experiment.config`), the runs (:mod:`~dereverb.experiment.runner`: finished
-runs with the same settings are reused, so the same command continues a study cut short), the
-study folder's layout (:mod:`~dereverb.experiment.files`) and the report
-(:mod:`~dereverb.experiment.report`). This module parses, calls, prints and exits.
+Each run is one submitit job (``--launcher local``: a process per run on this machine, ``slurm``:
+the same jobs on a SLURM cluster, ``debug``: one after another in this process); finished runs
+with the same settings are reused, so the same command continues a study cut short. The work is
+done in :mod:`dereverb.experiment`; this module parses, calls, prints and exits.
 
 Exit codes (:mod:`dereverb.cli_errors`): 0 done, 1 some runs failed (their ``train.log`` says
 why), 2 bad input or usage (one line on stderr), 130 Ctrl-C (finished runs are kept).
@@ -38,7 +37,7 @@ from dereverb.cli_errors import (
 )
 from dereverb.experiment.config import StudyError, deep_merge, load_config
 from dereverb.experiment.files import STUDY_JSON
-from dereverb.experiment.runner import plan, run_study
+from dereverb.experiment.runner import LAUNCHERS, plan, run_study
 
 PROG = "python -m dereverb.study"
 
@@ -59,7 +58,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--arms", help="comma-separated arms or arm@target conditions (default: all)")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the profile's)")
     p.add_argument("--capacities", help="comma-separated capacities, e.g. tiny (default: the profile's)")
-    p.add_argument("--jobs", type=PositiveInt | None, help="runs trained in parallel processes (default: the profile's)")
+    p.add_argument("--jobs", type=PositiveInt | None, help="runs trained at a time by the local launcher (default: the profile's)")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                   help="local: a process per run on this machine (default); slurm: submit the runs to a SLURM "
+                   "cluster (the config's slurm parameters); debug: one after another in this process")
     p.add_argument("--speech", help="override data.speech (a folder, or 'synthetic' for a trial run)")
     p.add_argument("--list", action="store_true", help="print the runs and whether they are finished, then exit")
     p.add_argument("--report-only", action="store_true", help="do not train; write the report from finished runs")
@@ -95,8 +97,6 @@ def _run(args, command: str) -> int:
         raise StudyError("no runs selected; check --arms, --seeds and --capacities")
     out = args.out or Path("runs") / "study" / cfg.profile
     jobs = args.jobs if args.jobs is not None else cfg.jobs
-    if jobs < 1:
-        raise StudyError(f"--jobs must be >= 1, got {jobs}")
     report_dir = args.report_dir or out / "report"
     if args.report_dir and (report_dir / "REPORT.md").exists() and not (args.force or args.list):
         raise StudyError(
@@ -111,7 +111,7 @@ def _run(args, command: str) -> int:
         return EXIT_OK
     status = EXIT_OK
     if not args.report_only:
-        session = run_study(cfg, out, specs, jobs=jobs, force=args.force, command=command)
+        session = run_study(cfg, out, specs, jobs=max(jobs, 1), launcher=args.launcher, force=args.force, command=command)
         if session["failed"]:
             print(
                 f"{len(session['failed'])} run(s) failed: {', '.join(session['failed'])}",

@@ -1,18 +1,13 @@
-"""The representation study's ``REPORT.md``, ``report.json`` and figures, from a study folder.
+"""The study's ``REPORT.md`` (the answer, one headline figure, one table per evaluation set, the
+method), ``report.json`` (every number behind it and more: the scores at every step, the
+differences to the reference, the sessions) and ``headline.png``, from a study folder.
 
-Every number comes from the runs' ``result.json`` files (:mod:`~dereverb.experiment.analysis`);
-nothing in the report is written by hand. The report is built around the question: the answer
-in one paragraph (:func:`dereverb.experiment.verdicts.answer`), then per mechanism its
-prediction, test and verdict with the intervals (:func:`dereverb.experiment.verdicts.verdicts`),
-then the evidence: metric-vs-training-length curves, paired differences to the reference at
-every length, the capacity comparison, the last step's tables, T60 bands (measured rooms), the
-seed spread, training curves, and the limits. :func:`build_report` assembles the text from one
-function per section; the tables are :mod:`~dereverb.experiment.tables`, the figures
-:mod:`~dereverb.experiment.figures`.
+Every number comes from the runs' ``result.json`` files through :mod:`~dereverb.experiment.analysis`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,464 +15,227 @@ from typing import Any
 
 from dereverb.atomic import atomic_path, write_atomic
 from dereverb.experiment.analysis import (
+    BASES,
     PRIMARY,
+    SECONDARY,
     SET_TITLES,
     Study,
-    band_table,
+    answer_family,
     baseline_means,
-    compare,
-    compare_capacities,
-    curve_table,
+    differences,
     load_study,
     runtime,
-    summary_table,
+    summary,
 )
-from dereverb.experiment.figures import FIGURES, report_figures
+from dereverb.experiment.figures import fig_headline
 from dereverb.experiment.files import write_json_atomic
-from dereverb.experiment.tables import (
-    bands_markdown,
-    capacity_effect_markdown,
-    capacity_markdown,
-    curve_markdown,
-    diffs_markdown,
-    net_arguments,
-    setup_markdown,
-    spread_markdown,
-    steps_diffs_markdown,
-    summary_markdown,
-)
-from dereverb.experiment.verdicts import answer, mechanism_markdown, question_table, verdicts
-from dereverb.signals.metrics import LABELS
+from dereverb.signals.metrics import DIGITS, LABELS
 
-__all__ = ["FIGURES", "build_report", "write_report"]
-
-DEFAULT_N_BOOT = 2000
 TITLE = "# Representation study: can an RGB spectrogram beat the raw one?"
+HEADLINE = "headline.png"
+
+
+def _num(v: Any, metric: str, sign: bool = False) -> str:
+    if v is None or not math.isfinite(float(v)):
+        return "n/a"
+    return f"{float(v):{'+' if sign else ''}.{DIGITS[metric]}f}"
+
+
+def _diff(c: Mapping[str, Any] | None, metric: str) -> str:
+    """``Δ [lo, hi]`` of one comparison."""
+    if c is None:
+        return "n/a"
+    return f"{_num(c['delta'], metric, True)} [{_num(c['lo'], metric, True)}, {_num(c['hi'], metric, True)}]"
+
+
+def _p(p: float) -> str:
+    return "n/a" if not math.isfinite(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _name(condition: str) -> str:
+    return f"`{condition}`"
+
+
+def _at(study: Study) -> str:
+    return ", ".join(f"{cap} {study.steps(cap)[-1]} steps" for cap in study.capacities)
+
+
+def answer(study: Study, families: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """The title question in at most five sentences, from the answer's comparisons."""
+    sets = [s for s in families if families[s]]
+    if not sets:
+        return ("Not answerable yet: the study has no colour-image condition together with the log magnitude, "
+                "the grayscale image or the raw magnitude.")
+    n = {s: {o: sum(c["outcome"] == o for c in families[s]) for o in ("better", "worse")} for s in sets}
+    won = [c for s in sets for c in families[s] if c["outcome"] == "better"]
+    counts = "; ".join(f"{SET_TITLES[s]}: {n[s]['better']} better, {n[s]['worse']} worse of {len(families[s])}" for s in sets)
+    beaten = sorted({BASES[c["b"]] for c in won}, key=list(BASES.values()).index)
+    lead = (f"Yes, but only against {' and '.join(beaten)}" if won else
+            f"No: no colour-image input beat {', '.join(BASES.values()).replace(', the raw', ' or the raw')}")
+    text = [
+        f"**{lead}** on {LABELS[PRIMARY]}, the primary metric, after the most training ({_at(study)}) and a Holm "
+        f"correction over the comparisons of each evaluation set ({counts})."
+    ]
+    decided = [c for s in sets for c in families[s] if c["outcome"] != "undecided"]
+    if decided:
+        text.append("Decided: " + "; ".join(
+            f"{_name(c['a'])} {c['outcome']} than {_name(c['b'])} ({c['capacity']}, {SET_TITLES[c['eval_set']]}: "
+            f"Δ {_diff(c, PRIMARY)}, Holm p {_p(c['p_holm'])})" for c in decided[:4]
+        ) + (f" and {len(decided) - 4} more" if len(decided) > 4 else "") + ".")
+    gains = [c for s in sets for c in families[s] if c["delta"] > 0 and c["p"] < study.alpha and c["outcome"] == "undecided"]
+    if gains:
+        top = max(gains, key=lambda c: c["delta"])
+        text.append(
+            f"{len(gains)} gain(s) reached p < {study.alpha:g} only before the correction, the largest "
+            f"{_name(top['a'])} over {_name(top['b'])} ({top['capacity']}, {SET_TITLES[top['eval_set']]}: Δ "
+            f"{_diff(top, PRIMARY)}, p {_p(top['p'])}, Holm p {_p(top['p_holm'])})."
+        )
+    text.append(f"{' and '.join(LABELS[m] for m in SECONDARY)} are secondary: shown beside it, uncorrected, they decide nothing.")
+    return " ".join(text)
+
+
+def _set_table(study: Study, eval_set: str, family: Sequence[Mapping[str, Any]]) -> list[str]:
+    cap0 = study.capacities[0]
+    step0 = study.steps(cap0)[-1]
+    ref = next((r for r in summary(study, eval_set, cap0, step0) if r["condition"] == study.reference), None)
+    base = baseline_means(study, eval_set)
+    context = ", ".join(f"{n} {_num(m[PRIMARY], PRIMARY)}" for n, m in base.items())
+    header = ["colour image − plain input", "capacity", f"Δ {LABELS[PRIMARY]} [95% CI]", "p", "Holm p", "outcome",
+              *(f"Δ {LABELS[m]} [95% CI]" for m in SECONDARY)]
+    rows = [[f"{_name(c['a'])} − {_name(c['b'])}", c["capacity"], _diff(c, PRIMARY), _p(c["p"]), _p(c["p_holm"]),
+             f"**{c['outcome']}**" if c["outcome"] != "undecided" else c["outcome"],
+             *(_diff(c["secondary"][m], m) for m in SECONDARY)] for c in family]
+    lines = [f"## {SET_TITLES[eval_set].capitalize()}", ""]
+    if ref is not None:
+        lines += [f"{_name(study.reference)} ({cap0}, step {step0}) scores {LABELS[PRIMARY]} "
+                  f"{_num(ref[PRIMARY]['mean'], PRIMARY)} [{_num(ref[PRIMARY]['lo'], PRIMARY)}, "
+                  f"{_num(ref[PRIMARY]['hi'], PRIMARY)}]" + (f"; baselines: {context}" if context else "") + ".", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    return lines
 
 
 def _hms(seconds: float) -> str:
     s = int(round(seconds))
-    return (
-        f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s"
+
+
+def _method(study: Study, report_command: str, n_family: Mapping[str, int]) -> list[str]:
+    meta = study.meta
+    train, ev = meta.get("train", {}), meta.get("evaluation", {})
+    data, model, trainer = train.get("data", {}), train.get("model", {}), train.get("trainer", {})
+    rt = runtime(study)
+    sessions = [s for s in meta.get("sessions", []) if s.get("command")]
+    machine = next((s["machine"] for s in reversed(sessions) if s.get("machine")), {})
+    caps = "; ".join(
+        f"{cap} {', '.join(f'{k} {v}' for k, v in (meta.get('capacities') or {}).get(cap, {}).items())} "
+        f"({v['parameters'][0]:,} parameters, {v['runs']} runs, {v['train_seconds_mean']:.0f} s training + "
+        f"{v['eval_seconds_mean']:.0f} s evaluation per run)"
+        for cap, v in rt["per_capacity"].items()
     )
-
-
-def _session_line(s: Mapping[str, Any]) -> str:
-    la = (s.get("machine") or {}).get("load_average")
-    return (
-        f"- `{s['command']}` — {s.get('id')}, {_hms(s.get('wall_seconds', 0.0))} wall, "
-        f"{len(s.get('trained', []))} runs trained, {len(s.get('skipped', []))} reused, "
-        f"{len(s.get('failed') or {})} failed"
-        + (f", load average {la[0]:.1f} at its start" if la else "")
-        + (" (interrupted)" if s.get("interrupted") else "")
-        + "".join(f"; {n}" for n in s.get("notes") or [])
-    )
-
-
-def _answer(study: Study, n_boot: int, vs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
-    sets = study.eval_sets
-    if not sets:
-        return ["## The answer", "", "(no finished runs yet)", ""]
-    text = " ".join(answer(study, s, n_boot, vs=vs[s], brief=k > 0) for k, s in enumerate(sets))
+    n_items = {s: max(len(r["rows"].get(s, [])) for r in study.results) for s in study.eval_sets}
+    missing = study.missing()
+    seeds = [len(study.runs(c, cap)) for c in study.conditions for cap in study.capacities if study.runs(c, cap)] or [0]
     return [
+        "## Method",
+        "",
+        f"- Conditions: {len(study.conditions)} input representations x output domains (`arm@target`; target "
+        "`same`: the network outputs an image in the arm's own representation), the same residual U-Net for "
+        f"every arm (only its input / output channels differ), capacities {caps}.",
+        f"- Data: speech `{data.get('speech')}` (speaker-disjoint splits), simulated shoebox rooms T60 "
+        f"{(data.get('room') or {}).get('t60_range')} s (disjoint RIR banks {data.get('rir_bank_sizes')}), "
+        f"{data.get('segment_seconds')}-s segments, batch {data.get('batch_size')}; the data seed is fixed, so every run "
+        "sees the same items and the seed varies the initialisation only. The committed runs' items were built "
+        "without the dry-speech pre-roll: their reverberant input holds no tail of the speech before the segment, "
+        "which pairs built by today's data layer do; these results are kept as they were.",
+        f"- Training: {model.get('loss', 'l1')} loss in the target domain, AdamW lr {model.get('lr')}, "
+        f"{model.get('scheduler', 'cosine')} schedule over {trainer.get('max_steps')} steps; weights saved and scored "
+        f"after steps {', '.join(map(str, study.steps()))} (the curves in notebook 02 and report.json).",
+        "- Evaluation: the full inverse path (Griffin-Lim phase) on "
+        + ", ".join(f"{n_items[s]} {SET_TITLES[s]} items" for s in study.eval_sets)
+        + f" ({ev.get('segment_seconds') or data.get('segment_seconds')} s each); baselines {ev.get('baselines')}.",
+        f"- Statistics: one primary metric, {LABELS[PRIMARY]}; the answer's family is every colour-image condition "
+        f"minus each of {', '.join(f'`{b}`' for b in BASES)} at each capacity's last step "
+        f"({', '.join(f'{n} on {SET_TITLES[s]}' for s, n in n_family.items())}). A difference is tested on the items "
+        "(each item's score averaged over seeds, paired t) and on the seeds (Welch on the per-seed means); its p is "
+        "the larger of the two, its interval the hull of the two 95 % intervals (uncorrected). Holm's correction over "
+        f"the family (per evaluation set) at α = {study.alpha:g} decides **better** / **worse**; otherwise "
+        f"**undecided** (not \"equal\"). {' and '.join(LABELS[m] for m in SECONDARY)} are secondary and decide nothing. "
+        "This rule is fixed for the runs to come; the committed runs were made before it, when a comparison counted "
+        "as better if any of three metrics said so, uncorrected.",
+        f"- Runs: {len(study.results)} finished of {len(study.planned())} planned"
+        + (f" (missing: {', '.join(missing)})" if missing else "")
+        + f"; {_hms(rt['wall_seconds'])} wall over {rt['sessions']} session(s), {rt['cpu_seconds'] / 60:.0f} CPU-min, on a "
+        f"{machine.get('cpu_count')}-core CPU, {machine.get('gpu') or 'no GPU'} ({meta.get('jobs')} run(s) at a time "
+        f"x {meta.get('threads')} thread(s)).",
+        *(f"- Session: `{s['command']}` ({s.get('id')}, {_hms(s.get('wall_seconds', 0.0))}, "
+          f"{len(s.get('trained', []))} trained, {len(s.get('skipped', []))} reused, {len(s.get('failed') or {})} failed)"
+          for s in sessions),
+        f"- This report: `{report_command or 'python -m dereverb.study --report-only'}`, from `{study.folder}`; "
+        "every number and more (each condition at every step, differences to the reference, secondary metrics) "
+        "in `report.json`, drawn by `notebooks/02_study_results.ipynb`.",
+        "- Limits: networks trained from scratch (no ImageNet-pretrained encoder: the classic argument for RGB "
+        "input is transfer from image networks) for a short budget, not to convergence, so the answer holds for this "
+        "budget; the scores at earlier steps are checkpoints along one cosine schedule; "
+        f"{min(seeds)}{f' to {max(seeds)}' if max(seeds) > min(seeds) else ''} seeds per condition and capacity.",
+        "",
+    ]
+
+
+def build_report(study: Study, report_command: str = "") -> tuple[str, dict[str, Any]]:
+    """``(REPORT.md text, report.json dict)``; the headline figure is referenced by its file name."""
+    families = {s: answer_family(study, s) for s in study.eval_sets}
+    text = answer(study, families)
+    lines = [
+        TITLE,
+        "",
         "## The answer",
         "",
         text,
         "",
-        "The mechanisms below say why, each with its prediction, the test and the intervals; "
-        "the evidence follows them.",
-        "",
-    ]
-
-
-def _how_it_was_run(study: Study, report_command: str) -> list[str]:
-    meta = study.meta
-    sessions = meta.get("sessions", [])
-    rt = runtime(study)
-    machine = next((s.get("machine") for s in reversed(sessions) if s.get("machine")), {}) or {}
-    missing = study.missing()
-    failed = {k: v for s in sessions for k, v in (s.get("failed") or {}).items() if k in missing}
-    lines = ["## How it was run", ""]
-    lines += [_session_line(s) for s in sessions if s.get("command")]
-    if report_command:
-        lines.append(f"- report: `{report_command}`")
-    per_cap = "; ".join(
-        f"{c}: {v['train_seconds_mean']:.0f} s training + {v['eval_seconds_mean']:.0f} s evaluation "
-        f"per run ({v['runs']} runs)"
-        for c, v in rt["per_capacity"].items()
-    )
-    lines += [
-        f"- machine: {machine.get('cpu_count')}-core CPU ({machine.get('cpu') or 'unknown model'}), "
-        f"{machine.get('gpu') or 'no GPU'}; torch {machine.get('torch')}, Python "
-        f"{machine.get('python')}; shared with other jobs (load averages above), "
-        f"{meta.get('jobs')} run(s) in parallel x {meta.get('threads')} torch thread(s)",
-        f"- runtime: {_hms(rt['wall_seconds'])} wall over {rt['sessions']} session(s); per run "
-        f"{rt['train_seconds_mean']:.0f} s training + {rt['eval_seconds_mean']:.0f} s evaluation on average "
-        f"({per_cap}; {rt['cpu_seconds'] / 60:.0f} CPU-min in total)",
-        f"- runs: {len(study.results)} finished of {len(study.planned())} planned "
-        f"({len(study.conditions)} conditions, capacities {', '.join(study.capacities) or '-'})",
-    ]
-    if missing:
-        lines.append(
-            f"- **missing runs ({len(missing)})**: "
-            + ", ".join(f"`{m}`" for m in missing)
-            + (f"; failed: {', '.join(failed)}" if failed else "; not run yet (the study was cut short)")
-        )
-    return lines
-
-
-def _setup(study: Study, n_boot: int) -> list[str]:
-    meta = study.meta
-    train = meta.get("train", {})
-    data, model, trainer = train.get("data", {}), train.get("model", {}), train.get("trainer", {})
-    net = net_arguments(model)
-    ev = meta.get("evaluation", {})
-    sets = study.eval_sets
-    n_items = {s: len(study.results[0]["rows"].get(s, [])) for s in sets} if study.results else {}
-    steps = study.steps()
-    margins = ", ".join(f"{LABELS[m]} ±{study.margins[m]:g}" for m in (*PRIMARY, "si_sdr") if m in study.margins)
-    a = study.alpha
-    return [
-        "## Setup",
-        "",
-        f"- data: speech `{data.get('speech')}` (speaker-disjoint train/val/test splits), simulated shoebox rooms "
-        f"T60 {data.get('room', {}).get('t60_range', '(default)')} s with disjoint train/val/test RIR banks "
-        f"{data.get('rir_bank_sizes')}, {data.get('segment_seconds')}-s segments, batch {data.get('batch_size')}, "
-        f"data seed {data.get('seed', 0)} (same items, same order for every run)",
-        f"- model: U-Net ({', '.join(f'{k} {v}' for k, v in net.items())}; per capacity below), "
-        f"residual={model.get('residual', True)}, {model.get('loss', 'l1')} loss in the target domain, AdamW lr "
-        f"{model.get('lr')}, {model.get('scheduler', 'cosine')} schedule over {trainer.get('max_steps')} steps; "
-        f"phase {model.get('phase', 'griffinlim-warm')} ({model.get('griffin_lim_iters', 32)} iterations)",
-        "- residual: every arm uses the same setting. With `residual: true` the U-Net predicts a correction to "
-        "its input expressed in the output domain; for target `log_magnitude` the skip is the input *decoded by "
-        "its own representation*, so a lossy representation (8-bit, JPEG, resize, 80-dB clip) only passes on "
-        "what it kept; for target `same` the skip is the input image itself (before the output activation).",
-        "- seeds: `seed_everything` = network initialisation; the data seed is fixed, so the seed spread is "
-        "initialisation noise only.",
-        f"- training lengths: every run saved its weights after steps {', '.join(map(str, steps))} "
-        "(`steps/step=<k>.ckpt`, the last one `final.ckpt`) and each was evaluated: the curves come from one "
-        "run each, along one cosine schedule.",
-        "- evaluation: the full inverse path on "
-        + ", ".join(f"{n_items.get(s, 0)} {SET_TITLES[s]} items" for s in sets)
-        + f" ({ev.get('segment_seconds') or data.get('segment_seconds')} s each; measured = test-split speakers x "
-        f"`{ev.get('measured_rirs')}`, rooms in turn). Baselines: {ev.get('baselines')}.",
-        f"- statistics: mean over seeds of the per-seed means with a 95% Student-t interval over seeds. A "
-        f"difference is judged on the items (each item's score averaged over seeds, paired by item, paired t) "
-        f"and on the seeds (Welch on the per-seed means); the verdict interval is the hull of the two. "
-        f"**better / worse**: the {100 * (1 - a):.0f}% hull excludes 0; **equivalent within ±margin**: both "
-        f"{100 * (1 - 2 * a):.0f}% intervals lie inside ±margin (two one-sided tests at α = {a:g}, checked "
-        f"first); else **inconclusive**. Margins: {margins}. A change with training compares each run with "
-        "itself at two steps; a change with capacity compares independent runs. (The paired bootstrap of the "
-        f"first study, {n_boot} resamples, is kept in report.json as `lo`/`hi`.)",
-        "",
-        "Capacities:",
-        "",
-        capacity_markdown(study),
-        "",
-        setup_markdown(study),
-        "",
-    ]
-
-
-def _mechanisms(study: Study, vs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
-    sets = study.eval_sets
-    if not sets:
-        return []
-    lines = ["## Mechanisms", ""]
-    for mech in vs[sets[0]]:
-        by_set = {s: next(x for x in vs[s] if x["key"] == mech["key"]) for s in sets}
-        lines += [mechanism_markdown(by_set), ""]
-    return lines
-
-
-def _curves(study: Study, n_boot: int) -> list[str]:
-    lines = [
-        "## Training-length curves",
-        "",
-        "Mean over seeds ± σ of the per-seed means at every evaluated step (rows: conditions x capacities).",
+        f"![the answer's comparisons]({HEADLINE})",
         "",
     ]
     for s in study.eval_sets:
-        lines += [f"### {SET_TITLES[s]}", "", f"![curves {s}](curves_{s}.png)", ""]
-        for k, m in enumerate(PRIMARY):
-            table = curve_markdown(study, s, m)
-            lines += _maybe_folded(f"{LABELS[m]} vs steps", table, folded=k > 0)
-    lines += [
-        "## Differences to the reference at every length",
-        "",
-        f"Δ = condition − `{study.reference}` at the same capacity and step, 95% verdict interval "
-        "(items and seeds), ▲ better, ▼ worse, ≈ equivalent within the margin, ? inconclusive.",
-        "",
-    ]
-    for s in study.eval_sets:
-        lines += [f"### {SET_TITLES[s]}", "", f"![differences {s}](diffs_{s}.png)", ""]
-        for k, m in enumerate(PRIMARY):
-            lines += _maybe_folded(f"Δ {LABELS[m]}", steps_diffs_markdown(study, s, m, n_boot), folded=k > 0)
-    return lines
-
-
-def _maybe_folded(title: str, body: str, folded: bool) -> list[str]:
-    if folded:
-        return [f"<details><summary>{title}</summary>", "", body, "", "</details>", ""]
-    return [f"{title}:", "", body, ""]
-
-
-def _capacity(study: Study, n_boot: int) -> list[str]:
-    caps = study.capacities
-    lines = ["## Capacity", ""]
-    if len(caps) < 2:
-        return lines + ["One capacity only: no capacity comparison.", ""]
-    lines += [
-        f"The same condition at `{caps[0]}` and `{caps[-1]}` (each at its last step; independent runs, items "
-        "paired): mean → mean and the change, 95% verdict interval.",
-        "",
-    ]
-    for s in study.eval_sets:
-        lines += [f"{SET_TITLES[s]}:", "", capacity_effect_markdown(study, s, n_boot), ""]
-    return lines
-
-
-def _last_step(study: Study, n_boot: int) -> list[str]:
-    lines = ["## Results at the last step", ""]
-    for cap in study.capacities:
-        view = study.view(cap)
-        step = view.selected[1] if view.selected else "?"
-        for s in view.eval_sets:
-            lines += [
-                f"### {SET_TITLES[s]}, {cap} (step {step})",
-                "",
-                "Mean over seeds [95% t interval over seeds]; baselines in parentheses.",
-                "",
-                summary_markdown(view, s),
-                "",
-                f"Differences to `{study.reference}`:",
-                "",
-                diffs_markdown(view, s, n_boot),
-                "",
-            ]
-    for s in study.eval_sets:
-        lines += [f"![summary {s}](summary_{s}.png)", ""]
-    return lines
-
-
-def _bands(study: Study) -> list[str]:
-    lines: list[str] = []
-    sets = study.eval_sets
-    if "measured" in sets:
-        lines += [
-            "## Per T60 band: measured rooms",
-            "",
-            "The measured rooms' T60 (estimated from each RIR) by band, at each capacity's last step.",
-            "",
-        ]
-        for cap in study.capacities:
-            view = study.view(cap)
-            for m in PRIMARY:
-                lines += [f"{LABELS[m]} ({cap}):", "", bands_markdown(view, "measured", m), ""]
-        lines += ["![bands measured](bands_measured.png)", ""]
-    if "sim" in sets:
-        lines += ["## Per T60 band: simulated test rooms", ""]
-        for cap in study.capacities:
-            lines += [f"PESQ-WB ({cap}):", "", bands_markdown(study.view(cap), "sim", "pesq"), ""]
-        lines += ["![bands sim](bands_sim.png)", ""]
-    return lines
-
-
-def _spread_and_training(study: Study) -> list[str]:
-    sets = study.eval_sets
-    lines = [
-        "## Seed-to-seed spread" + (f" ({SET_TITLES[sets[0]]})" if sets else ""),
-        "",
-        "σ = standard deviation over seeds of the per-seed mean score, at each capacity's last step.",
-        "",
-    ]
-    for cap in study.capacities:
-        lines += [f"{cap}:", "", spread_markdown(study.view(cap), sets[0]) if sets else "(no runs)", ""]
-    lines += [
-        "![seed spread](seed_spread.png)",
-        "",
-        "## Training curves (TensorBoard)",
-        "",
-        "Mean over seeds, read from each run's TensorBoard events. Losses are comparable only between conditions "
-        "with target `log_magnitude` (same output domain); validation STOI/PESQ (a few validation items) are "
-        "comparable for all.",
-        "",
-        "![training](training.png)",
-        "",
-    ]
-    return lines
-
-
-def _budget_limit(study: Study) -> list[str]:
-    """How much training "the most training" is, and whether the reference was still
-    improving at its end (then the ranking is that of a network still learning)."""
-    data = study.meta.get("train", {}).get("data", {})
-    steps, batch, seg = (study.steps() or [0])[-1], data.get("batch_size"), data.get("segment_seconds")
-    if not (steps and batch and seg):
-        return []
-    line = (
-        f"- Training budget: the most training is {steps} steps of batch {batch} x {seg:g}-s segments, "
-        f"{steps * batch * seg / 60:.0f} minutes of audio seen; the networks are not trained to convergence, "
-        "so the verdicts hold for this budget"
-    )
-    cap = study.capacities[0] if study.capacities else None
-    pts = sorted((r["step"], r["mean"]) for r in (curve_table(study, study.eval_sets[0], "pesq", cap) if cap else [])
-                 if r["condition"] == study.reference)
-    if len(pts) >= 2 and pts[-1][1] > pts[-2][1]:
-        line += (
-            f" (the reference's {LABELS['pesq']} still rose from {pts[-2][1]:.3f} at step {pts[-2][0]} to "
-            f"{pts[-1][1]:.3f} at step {pts[-1][0]}, {cap} network, {SET_TITLES.get(study.eval_sets[0], study.eval_sets[0])})"
-        )
-    return [line + "."]
-
-
-def _limits(study: Study) -> list[str]:
-    caps = study.capacities
-    lines = [
-        "## Limits",
-        "",
-        "- No ImageNet-pretrained encoder arm: the classic argument for RGB spectrograms is transfer from image "
-        "networks, but no pretrained image weights are available offline here, so every network starts from "
-        "random weights; the study answers the question for networks trained from scratch only.",
-        "- The training-length curves are checkpoints of one run along one cosine schedule: the early points "
-        "are taken at a high learning rate, not from shorter, separately tuned runs.",
-        "- *Equivalent* means within the stated margins with 95% confidence; *inconclusive* means the data "
-        "cannot tell (more seeds or items would), not that there is no difference.",
-    ]
-    lines += _budget_limit(study)
-    if len(caps) > 1:
-        small = [c for c in study.conditions if not any(r["condition"] == c and r["capacity"] == caps[-1]
-                                                       for r in study.results)]
-        if small:
-            lines.append(
-                f"- Only some conditions ran at `{caps[-1]}`: "
-                + ", ".join(f"`{c}`" for c in small)
-                + f" ran at `{caps[0]}` only, so their capacity effect is untested."
-            )
-    seeds = sorted(
-        {
-            sum(r["capacity"] == cap for r in study.runs(c))
-            for c in study.conditions
-            for cap in study.capacities
-        }
-        - {0}
-    )
-    if seeds and seeds[0] < 5:
-        n = f"{seeds[0]} to {seeds[-1]}" if seeds[0] != seeds[-1] else str(seeds[0])
-        lines.append(
-            f"- Seeds per condition and capacity: {n}; a seed-level interval with {seeds[0]} seeds "
-            "is wide, so equivalence is hard to show there."
-        )
-    if "measured" in study.eval_sets and study.results:
-        n = len(study.results[0]["rows"].get("measured", []))
-        rooms = {x.get("room") or x.get("rir") for x in study.results[0]["rows"].get("measured", [])}
-        lines.append(
-            f"- Measured rooms: {n} items from {len(rooms)} measured RIR(s); their T60 bands hold few items."
-        )
-    lines.append("")
-    return lines
-
-
-def _set_data(
-    study: Study, s: str, vs: Sequence[Mapping[str, Any]], n_boot: int
-) -> dict[str, Any]:
-    """``report.json``'s entry of one evaluation set."""
-    caps = study.capacities
-    out: dict[str, Any] = {
-        "answer": answer(study, s, n_boot, vs=vs),
-        "baselines": baseline_means(study, s),
-        "summary": {},
-        "curves": {},
-        "diffs": [],
-        "bands": {},
-        "verdicts": [dict(v) for v in vs],
-        "question": question_table(study, s, n_boot),
-        "capacity_effects": [],
-    }
-    for cap in caps:
-        view = study.view(cap)
-        out["summary"][cap] = summary_table(view, s)
-        out["curves"][cap] = {m: curve_table(study, s, m, cap) for m in PRIMARY}
-        out["bands"][cap] = {m: band_table(view, s, m) for m in PRIMARY}
-        for st in study.steps(cap):
-            v = study.view(cap, st)
-            out["diffs"] += [
-                d
-                for c in v.conditions
-                if c != study.reference
-                for m in PRIMARY
-                if (d := compare(v, s, c, study.reference, m, n_boot=n_boot)) is not None
-            ]
-    if len(caps) > 1:
-        out["capacity_effects"] = [
-            d
-            for c in study.conditions
-            for m in PRIMARY
-            if (d := compare_capacities(study, s, c, m, (caps[0], caps[-1]), n_boot=n_boot)) is not None
-        ]
-    return out
-
-
-def resolve_n_boot(study: Study, n_boot: int | None = None) -> int:
-    """``n_boot``, else the study's ``evaluation.n_boot``, else 2000."""
-    return int(n_boot or study.meta.get("evaluation", {}).get("n_boot", DEFAULT_N_BOOT))
-
-
-def build_report(
-    study: Study, report_command: str = "", n_boot: int | None = None
-) -> tuple[str, dict[str, Any]]:
-    """``(REPORT.md text, report.json dict)``; figures are referenced by their file names."""
-    n_boot = resolve_n_boot(study, n_boot)
-    meta = study.meta
-    vs = {s: verdicts(study, s, n_boot=n_boot) for s in study.eval_sets}
-    lines = [
-        TITLE,
-        "",
-        f"Generated by `dereverb.experiment.report` from `{study.folder}` (profile **{meta.get('profile')}**, config "
-        f"`{meta.get('config_path')}`). Every number below is computed from the runs' `result.json` files; "
-        "re-running the report command regenerates this file and the figures.",
-        "",
-        *_answer(study, n_boot, vs),
-        *_mechanisms(study, vs),
-        *_how_it_was_run(study, report_command),
-        "",
-        *_setup(study, n_boot),
-        *_curves(study, n_boot),
-        *_capacity(study, n_boot),
-        *_last_step(study, n_boot),
-        *_bands(study),
-        *_spread_and_training(study),
-        *_limits(study),
-    ]
-    data: dict[str, Any] = {
-        "folder": str(study.folder),
-        "runtime": runtime(study),
-        "missing": study.missing(),
-        "capacities": {c: study.capacity_args(c) for c in study.capacities},
-        "steps": {c: study.steps(c) for c in study.capacities},
-        "margins": study.margins,
+        lines += _set_table(study, s, families[s])
+    lines += _method(study, report_command, {s: len(f) for s, f in families.items()})
+    data = {
+        "question": TITLE.removeprefix("# "),
+        "answer": text,
+        "primary_metric": PRIMARY,
+        "secondary_metrics": list(SECONDARY),
         "alpha": study.alpha,
-        "sets": {s: _set_data(study, s, vs[s], n_boot) for s in study.eval_sets},
+        "correction": "holm, over the answer's family per evaluation set",
+        "folder": str(study.folder),
+        "reference": study.reference,
+        "conditions": study.conditions,
+        "capacities": {c: (study.meta.get("capacities") or {}).get(c) for c in study.capacities},
+        "steps": {c: study.steps(c) for c in study.capacities},
+        "runs": len(study.results),
+        "missing": study.missing(),
+        "runtime": runtime(study),
+        "sessions": study.meta.get("sessions", []),
+        "sets": {
+            s: {
+                "family": families[s],
+                "baselines": baseline_means(study, s),
+                "summary": {cap: {str(st): summary(study, s, cap, st) for st in study.steps(cap)} for cap in study.capacities},
+                "differences": differences(study, s),
+            }
+            for s in study.eval_sets
+        },
     }
     return "\n".join(lines), data
 
 
-def write_report(
-    folder: str | os.PathLike,
-    report_dir: str | os.PathLike | None = None,
-    report_command: str = "",
-    n_boot: int | None = None,
-) -> Path:
-    """Write ``REPORT.md``, ``report.json`` and the PNG figures into ``report_dir``
-    (default ``<folder>/report``), each atomically; returns the REPORT.md path."""
+def write_report(folder: str | os.PathLike, report_dir: str | os.PathLike | None = None, report_command: str = "") -> Path:
+    """Write ``REPORT.md``, ``report.json`` and ``headline.png`` into ``report_dir`` (default
+    ``<folder>/report``), each atomically; returns the REPORT.md path."""
     study = load_study(folder)
     out = Path(report_dir) if report_dir is not None else Path(folder) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    n_boot = resolve_n_boot(study, n_boot)
-    text, data = build_report(study, report_command, n_boot)
-    for name, fig in report_figures(study, n_boot):
-        with atomic_path(out / name, suffix=".tmp.png") as tmp:
-            fig.savefig(tmp, dpi=100)
+    text, data = build_report(study, report_command)
+    with atomic_path(out / HEADLINE, suffix=".tmp.png") as tmp:
+        fig_headline({s: v["family"] for s, v in data["sets"].items()}).savefig(tmp, dpi=100)
     write_json_atomic(out / "report.json", data)
-    return write_atomic(out / "REPORT.md", text)
-
+    return write_atomic(out / "REPORT.md", text + "\n")

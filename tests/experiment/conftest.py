@@ -14,12 +14,12 @@ from tests.experiment.studies import micro_config
 @pytest.fixture(scope="session")
 def micro(tmp_path_factory) -> tuple[Path, Path]:
     """``(config, study folder)`` of a finished micro study (two capacities, two training
-    lengths) with its report. Shared by every test here: read it, never write into it (use
+    lengths) with its report, run in this process (submitit's debug executor). Shared by every test here: read it, never write into it (use
     :func:`micro_copy` for that)."""
     tmp = tmp_path_factory.mktemp("study")
     config = micro_config(tmp, tmp / "rircache", large=True)
     out = tmp / "out"
-    assert study.main(["--config", str(config), "--out", str(out)]) == 0
+    assert study.main(["--config", str(config), "--out", str(out), "--launcher", "debug"]) == 0
     return config, out
 
 

@@ -4,7 +4,6 @@ built from constructed scores (no training)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,6 @@ def micro_config(folder: Path, cache: Path, large: bool = False, **train_over) -
             "tiny": {"base_channels": 4, "depth": 2},
             "large": {"base_channels": 6, "depth": 2},
         },
-        "analysis": {"margins": {"pesq": 0.05, "stoi": 0.01, "estoi": 0.02, "si_sdr": 0.5}},
         "arms": {
             "log_magnitude": {"config": str(ROOT / "configs" / "log_magnitude.yaml")},
             "rgb_turbo": {
@@ -115,103 +113,52 @@ def _arm_spec(arm: str) -> dict:
         rep = {"representation": "image_codec", "representation_kwargs": {"base": "colormap", "format": "jpeg"}}
     elif arm.startswith("rgb_") or arm == "gray_rgb":
         rep = {"representation": "colormap", "representation_kwargs": {"cmap": arm.removeprefix("rgb_")}}
-    elif arm in ("magnitude", "grayscale"):
-        rep = {"representation": arm}
     else:
-        rep = {"representation": "log_magnitude"}
+        rep = {"representation": arm}
     return {**rep, "targets": []}
 
 
 def fake_study(
     folder: Path,
-    offsets: dict[str, float | Callable[[str, int], float]],
+    offsets: dict[str, float],
     seed_noise: float,
     n_items: int = 30,
     seeds: tuple[int, ...] = (0, 1, 2),
     missing_metric: dict[str, str] | None = None,
-    steps: tuple[int, ...] = (5,),
-    capacities: tuple[str, ...] | None = None,
     item_noise: float = 0.0,
-    margins: dict[str, float] | None = None,
+    noisy_seeds: dict[str, float] | None = None,
 ) -> Path:
-    """A study folder whose condition c scores ``base_i + offset + seed_noise * z_seed +
-    item_noise * e_i,seed`` per item, ``offset`` = ``offsets[c]`` or ``offsets[c](capacity,
-    step)``; ``missing_metric`` ``{condition: metric}``: that condition never got that score.
-
-    Without ``capacities`` and with one step, result files look like study version 1 (no
-    capacity, no ``steps``); otherwise version 2 (``capacity``, ``steps`` with every step's rows).
-    """
+    """A study folder of one capacity (``tiny``) and one step (5) whose condition c scores
+    ``base_i + offsets[c] + seed_noise * z_seed + item_noise * e_i,seed`` per item on every
+    metric (STOI and ESTOI scaled by 0.3); ``noisy_seeds`` ``{condition: sd}``: that condition's
+    seeds scatter that much more; ``missing_metric`` ``{condition: metric}``: never scored."""
     rng = np.random.default_rng(0)
     base = rng.uniform(1.5, 2.5, n_items)
-    missing_metric = missing_metric or {}
-    legacy = capacities is None and len(steps) == 1
+    missing_metric, noisy_seeds = missing_metric or {}, noisy_seeds or {}
     arms: dict[str, dict] = {}
-    for cond in offsets:
-        arm, target = cond.split("@")
-        arms.setdefault(arm, _arm_spec(arm))["targets"].append(target)
     plan = []
     for cond, off in offsets.items():
         arm, target = cond.split("@")
-        for cap in capacities or (None,):
-            for k, s in enumerate(seeds):
-                per_step = []
-                for st in steps:
-                    o = off(cap, st) if callable(off) else off
-                    shift = o + seed_noise * (k - (len(seeds) - 1) / 2)
-                    noise = rng.normal(0.0, 1.0, n_items) * item_noise
-                    rows = [
-                        {
-                            "id": f"test-{i:05d}",
-                            "band": "<=0.4" if i % 2 else "0.4-0.7",
-                            "t60": 0.3 if i % 2 else 0.5,
-                            **{
-                                m: None
-                                if missing_metric.get(cond) == m
-                                else float(base[i] + shift + noise[i])
-                                * (0.3 if m in ("stoi", "estoi") else 1.0)
-                                for m in METRICS
-                            },
-                        }
-                        for i in range(n_items)
-                    ]
-                    per_step.append({"step": st, "rows": {"sim": rows}})
-                run_id = f"{arm}__{target}" + (f"__{cap}" if cap else "") + f"__seed{s}"
-                res = {
-                    "run_id": run_id,
-                    "condition": cond,
-                    "arm": arm,
-                    "target": target,
-                    "seed": s,
-                    "rows": per_step[-1]["rows"],
-                    "train_seconds": 1.0,
-                    "eval_seconds": 1.0,
-                    "cpu_seconds": 2.0,
-                    "parameters": 10 if cap in (None, capacities[0] if capacities else None) else 40,
-                    "global_step": steps[-1],
-                }
-                if not legacy:
-                    res.update({"capacity": cap, "steps": per_step, "study_version": 2})
-                plan.append({"run_id": run_id, "condition": cond, "capacity": cap, "seed": s})
-                d = folder / "runs" / run_id
-                d.mkdir(parents=True)
-                (d / "result.json").write_text(json.dumps(res))
-    meta = {
-        "profile": "fake",
-        "config_path": "fake.yaml",
-        "seeds": list(seeds),
-        "arms": arms,
-        "reference": next(iter(offsets)),
-        "train": {"data": {"batch_size": 2, "segment_seconds": 0.5}},
-        "evaluation": {"n_boot": 500},
-        "sessions": [],
-    }
-    if not legacy:
-        meta.update(
-            {
-                "capacities": {c: {"base_channels": 4 * (j + 1), "depth": 2} for j, c in enumerate(capacities or ())},
-                "plan": plan,
-                "analysis": {"margins": margins or {}},
-            }
-        )
+        arms.setdefault(arm, _arm_spec(arm))["targets"].append(target)
+        for k, s in enumerate(seeds):
+            z = (k - (len(seeds) - 1) / 2) * seed_noise + (noisy_seeds.get(cond, 0.0) * (-1) ** k)
+            noise = rng.normal(0.0, 1.0, n_items) * item_noise
+            rows = [
+                {"id": f"test-{i:05d}", "band": "<=0.4", "t60": 0.3,
+                 **{m: None if missing_metric.get(cond) == m else float(base[i] + off + z + noise[i])
+                    * (0.3 if m in ("stoi", "estoi") else 1.0) for m in METRICS}}
+                for i in range(n_items)
+            ]
+            run_id = f"{arm}__{target}__tiny__seed{s}"
+            res = {"run_id": run_id, "condition": cond, "arm": arm, "target": target, "seed": s,
+                   "capacity": "tiny", "rows": {"sim": rows}, "steps": [{"step": 5, "rows": {"sim": rows}}],
+                   "train_seconds": 1.0, "eval_seconds": 1.0, "cpu_seconds": 2.0, "parameters": 10,
+                   "global_step": 5, "study_version": 3}
+            plan.append({"run_id": run_id, "condition": cond, "capacity": "tiny", "seed": s})
+            (folder / "runs" / run_id).mkdir(parents=True)
+            (folder / "runs" / run_id / "result.json").write_text(json.dumps(res))
+    meta = {"profile": "fake", "config_path": "fake.yaml", "arms": arms, "reference": next(iter(offsets)),
+            "capacities": {"tiny": {"base_channels": 4, "depth": 2}}, "plan": plan,
+            "train": {"data": {"batch_size": 2, "segment_seconds": 0.5}}, "sessions": []}
     (folder / "study.json").write_text(json.dumps(meta))
     return folder

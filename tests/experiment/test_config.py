@@ -153,15 +153,12 @@ def _write(path: Path, arms: dict, train_model: dict | None = None) -> Path:
 
 
 def test_equal_runs_have_equal_fingerprints_however_spelled(tmp_path):
-    """An arm by config file or inline, the U-Net's arguments flat or under model.net: the same
-    resolved run, the same fingerprint (so finished runs are reused)."""
+    """An arm by config file or inline: the same resolved run, the same fingerprint (so finished
+    runs are reused); another representation argument, another fingerprint."""
     turbo = str(ROOT / "configs" / "rgb_turbo.yaml")
     by_file = sc.load_config(_write(tmp_path / "a.yaml", {"log_magnitude": {"config": turbo}}))
     inline = {"representation": "colormap", "representation_kwargs": {"cmap": "turbo", "levels": 256}}
-    base = yaml.safe_load(STUDY.read_text())["train"]["model"]
-    flat = {k: v for k, v in base.items() if k != "net"} | {"norm": "batch"}
-    by_hand = sc.load_config(_write(tmp_path / "b.yaml", {"log_magnitude": inline}, flat))
-    assert flat.get("net") is None and by_file.train["model"] != by_hand.train["model"]
+    by_hand = sc.load_config(_write(tmp_path / "b.yaml", {"log_magnitude": inline}))
     a, b = by_file.specs()[0], by_hand.specs()[0]
     assert sc.run_fingerprint(by_file, a) == sc.run_fingerprint(by_hand, b)
     assert sc.run_config(by_file, a, Path("r")) == sc.run_config(by_hand, b, Path("r"))
@@ -172,30 +169,27 @@ def test_equal_runs_have_equal_fingerprints_however_spelled(tmp_path):
     assert sc.run_fingerprint(other, other.specs()[0]) != sc.run_fingerprint(by_file, a)
 
 
-def test_arm_config_with_the_new_net_form_merges_under_the_study(tmp_path):
-    """A representation config may carry a model.net: the study's settings win, and an arm
-    whose config would change the shared network is refused."""
+def test_an_arm_config_may_only_name_the_representation(tmp_path):
+    """Every arm trains the same network the same way: a representation config that sets
+    anything else under model is refused, naming the key."""
     rep = tmp_path / "rep.yaml"
-    rep.write_text(yaml.safe_dump({"model": {
-        "representation": "grayscale",
-        "net": {"class_path": "dereverb.models.unet.UNet", "init_args": {"base_channels": 32, "depth": 4}},
-    }}))
-    cfg = sc.load_config(_write(tmp_path / "s.yaml", {
-        "log_magnitude": {"config": str(ROOT / "configs" / "log_magnitude.yaml")},
-        "gray": {"config": str(rep)},
-    }), "quick")
-    nets = {s.arm.name: sc.run_config(cfg, s, None)["model"]["net"] for s in cfg.specs(seeds=[0])}
-    assert nets["gray"] == nets["log_magnitude"]
-    assert nets["gray"]["init_args"] == {"norm": "batch", "base_channels": 8, "depth": 3}
-    rep.write_text(yaml.safe_dump({"model": {"representation": "grayscale", "lr": 0.1}}))
-    cfg = sc.load_config(tmp_path / "s.yaml", "quick")  # the study's lr wins
-    assert {sc.run_config(cfg, s, None)["model"]["lr"] for s in cfg.specs()} == {0.003}
-    rep.write_text(yaml.safe_dump({"model": {
-        "representation": "grayscale",
-        "net": {"init_args": {"activation": "gelu"}},
-    }}))
-    with pytest.raises(sc.StudyError, match=r"arm 'gray' .*rep\.yaml.* changes model\.net\.init_args\.activation"):
-        sc.load_config(tmp_path / "s.yaml", "quick")
+    log_mag = {"config": str(ROOT / "configs" / "log_magnitude.yaml")}
+    for extra, key in (({"lr": 0.1}, "lr"), ({"net": {"init_args": {"depth": 4}}}, "net")):
+        rep.write_text(yaml.safe_dump({"model": {"representation": "grayscale", **extra}}))
+        with pytest.raises(sc.StudyError, match=rf"arm 'gray' config .*rep\.yaml sets model\.{key}; every arm"):
+            sc.load_config(_write(tmp_path / "s.yaml", {"log_magnitude": log_mag, "gray": {"config": str(rep)}}))
+
+
+def test_input_expansion_is_the_arms(tmp_path):
+    log_mag = {"config": str(ROOT / "configs" / "log_magnitude.yaml")}
+    gray = {"config": str(ROOT / "configs" / "grayscale.yaml")}
+    cfg = sc.load_config(_write(tmp_path / "s.yaml", {"log_magnitude": log_mag, "gray": {**gray, "input_expansion": 3}}))
+    spec = cfg.specs(["gray"], [0])[0]
+    assert sc.run_config(cfg, spec, None)["model"]["net"]["init_args"]["input_expansion"] == 3
+    other = sc.load_config(_write(tmp_path / "t.yaml", {"log_magnitude": log_mag, "gray": gray}))
+    assert other.arms["gray"].input_expansion is None
+    assert "input_expansion" not in sc.run_config(other, other.specs(["gray"], [0])[0], None)["model"]["net"]["init_args"]
+    assert sc.run_fingerprint(other, other.specs(["gray"], [0])[0]) != sc.run_fingerprint(cfg, spec)
 
 
 def test_bad_arms_are_one_clear_error(tmp_path):
@@ -212,11 +206,11 @@ def test_bad_arms_are_one_clear_error(tmp_path):
             "rgb_turbo.*colour")
     refused({"config": "configs/nowhere.yaml"}, r"arm 'rgb_turbo' config configs/nowhere\.yaml: file not found")
     refused({"config": str(ROOT / "configs" / "rgb_turbo.yaml"), "representation": "colormap"},
-            "both config and representation")
+            "needs either 'config'")
     refused({"config": str(ROOT / "configs" / "rgb_turbo.yaml"), "targets": ["image"]},
             "targets must be distinct values")
     refused({"config": str(ROOT / "configs" / "study.yaml")}, "no model.representation")
-    refused({"cmap": "turbo"}, "needs a mapping with 'config'")
+    refused({"cmap": "turbo"}, "needs either 'config'")
 
 
 def test_arm_config_paths_are_found_next_to_the_study_config(tmp_path, monkeypatch):
@@ -234,23 +228,6 @@ def test_arm_config_paths_are_found_next_to_the_study_config(tmp_path, monkeypat
     raw["arms"] = {"log_magnitude": {"config": "configs/turbo.yaml"}}  # from the working directory
     (folder / "study.yaml").write_text(yaml.safe_dump(raw))
     assert sc.load_config(folder / "study.yaml").arms["log_magnitude"].representation == "colormap"
-
-
-def test_input_expansion_in_an_arm_config_is_the_arms(tmp_path):
-    rep = tmp_path / "rep.yaml"
-    rep.write_text(yaml.safe_dump({"model": {
-        "representation": "grayscale", "net": {"init_args": {"input_expansion": 3}},
-    }}))
-    log_mag = {"config": str(ROOT / "configs" / "log_magnitude.yaml")}
-    cfg = sc.load_config(_write(tmp_path / "s.yaml", {"log_magnitude": log_mag, "gray": {"config": str(rep)}}))
-    assert cfg.arms["gray"].input_expansion == 3
-    spec = cfg.specs(["gray"], [0])[0]
-    assert sc.run_config(cfg, spec, None)["model"]["net"]["init_args"]["input_expansion"] == 3
-    other = sc.load_config(_write(tmp_path / "t.yaml", {
-        "log_magnitude": log_mag, "gray": {"config": str(rep), "input_expansion": None},
-    }))
-    assert other.arms["gray"].input_expansion is None
-    assert sc.run_fingerprint(other, other.specs(["gray"], [0])[0]) != sc.run_fingerprint(cfg, spec)
 
 
 def test_capacity_changes_the_network_and_the_fingerprint(tmp_path):
@@ -272,26 +249,18 @@ def test_capacity_changes_the_network_and_the_fingerprint(tmp_path):
 
     assert parameters(tiny) < parameters(large)
     assert sc.run_fingerprint(cfg, tiny) != sc.run_fingerprint(cfg, large)
-    # Only what the run computes is fingerprinted: the report's margins are not, at_steps are.
+    # Only what the run computes is fingerprinted: the report's alpha is not, at_steps are.
     raw = yaml.safe_load(Path(cfg.path).read_text())
-    raw["analysis"] = {"margins": {"pesq": 0.2}, "alpha": 0.1}
+    raw["analysis"] = {"alpha": 0.1}
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     other = sc.load_config(tmp_path / "m.yaml")
-    assert sc.run_fingerprint(other, tiny) == sc.run_fingerprint(cfg, tiny)
-    assert other.margins["pesq"] == 0.2 and other.margins["stoi"] == sc.DEFAULT_MARGINS["stoi"]
+    assert sc.run_fingerprint(other, tiny) == sc.run_fingerprint(cfg, tiny) and other.analysis["alpha"] == 0.1
     raw["evaluation"]["at_steps"] = [2]
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     steps = sc.load_config(tmp_path / "s.yaml")
     assert steps.eval_steps == [2, 3] and sc.run_fingerprint(steps, tiny) != sc.run_fingerprint(cfg, tiny)
-    # --capacities picks runs; a study without capacities has runs without one (version 1 ids)
+    # --capacities picks runs
     assert {s.capacity for s in cfg.specs(capacities=["large"])} == {"large"}
-    del raw["capacities"], raw["profiles"]["micro"]["runs"]
-    (tmp_path / "v1.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    plain = sc.load_config(tmp_path / "v1.yaml")
-    assert [s.run_id for s in plain.specs(seeds=[0])] == [
-        "log_magnitude__log_magnitude__seed0",
-        "rgb_turbo__same__seed0",
-    ]
 
 
 def test_bad_plans_are_one_clear_error(tmp_path):
@@ -310,9 +279,9 @@ def test_bad_plans_are_one_clear_error(tmp_path):
     refused(group(capacities=["huge"]), r"runs\[0\]: unknown capacit\(ies\) huge; choose from tiny, large")
     refused(group(conditions=["nope"]), r"runs\[0\]: 'nope' is not an arm")
     refused(group(conditions=["log_magnitude@same"]), r"runs 'log_magnitude@same', but arm 'log_magnitude' has targets")
-    refused(group(seeds=[0, 0]), r"repeats a seed")
-    refused(group(color=1), r"unknown key\(s\) color")
+    refused(group(seeds=[0, 0]), r"seeds must be a non-empty list of distinct integers")
+    refused(group(color=1), r"needs conditions and seeds \(capacities: optional\), nothing else")
     refused(lambda r: r["evaluation"].__setitem__("at_steps", [1, 9]), r"at_steps \[1, 9\] go past trainer.max_steps 3")
     refused(lambda r: r["evaluation"].__setitem__("at_steps", [0]), r"at_steps must be a list of positive")
-    refused(lambda r: r["capacities"].__setitem__("tiny", 8), r"capacity 'tiny' needs a mapping")
-    refused(lambda r: r.__setitem__("capacities", {}), r"names capacities, but the study defines none")
+    refused(lambda r: r["capacities"].__setitem__("tiny", 8), r"capacity 'tiny' needs a name .* and a mapping")
+    refused(lambda r: r.__setitem__("capacities", {}), r"no capacities; name at least one")

@@ -1,6 +1,5 @@
-"""The study's equivalence statistics: TOST (:mod:`dereverb.evaluation.intervals`, on
-scipy.stats) against hand-computed numbers, the outcome of a comparison (better / worse /
-equivalent within ±margin / inconclusive) and its wording."""
+"""Statistics: TOST (:mod:`dereverb.evaluation.intervals`) against hand-computed numbers, Holm's
+correction and the study's paired comparison (items and seeds)."""
 
 from __future__ import annotations
 
@@ -10,8 +9,9 @@ import numpy as np
 import pytest
 
 from dereverb.evaluation.intervals import tost_paired, tost_welch
-from dereverb.experiment import analysis, verdicts
-from dereverb.experiment.analysis import contrast, outcome
+from dereverb.experiment import analysis
+from dereverb.experiment.analysis import load_study
+from tests.experiment.studies import fake_study
 
 
 def _t3_cdf(t: float) -> float:
@@ -81,55 +81,22 @@ def test_tost_edge_cases():
         tost_paired([1, 2], [1, 2], margin=1.0, alpha=0.5)
 
 
-def _scores(n_seeds: int, n_items: int, shift: float, seed_sd: float, item_sd: float, rng) -> dict:
-    base = np.linspace(1.5, 2.5, n_items)
-    return {
-        s: {f"i{i}": float(base[i] + shift + z + e) for i, e in enumerate(rng.normal(0, item_sd, n_items))}
-        for s, z in enumerate(rng.normal(0, seed_sd, n_seeds))
-    }
+def test_holm_matches_a_hand_computed_case():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; running max 0.06
+    assert analysis.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert analysis.holm([0.5, math.nan]) == [1.0, 1.0] and analysis.holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+    assert analysis.holm([]) == []
 
 
-def test_comparison_outcomes():
-    """Identical-ish conditions: equivalent within the margin; shifted by twice the margin:
-    better / worse; a shift drowned in seed noise: inconclusive."""
-    rng = np.random.default_rng(0)
-    ref = _scores(5, 40, 0.0, 0.005, 0.01, rng)
-    same = _scores(5, 40, 0.0, 0.005, 0.01, rng)
-    up = _scores(5, 40, 0.1, 0.005, 0.01, rng)
-    noisy = _scores(5, 40, 0.03, 0.2, 0.01, rng)
-    eq = contrast(same, ref, "pesq", margin=0.05, n_boot=200)
-    assert eq["outcome"] == "equivalent" and eq["equivalent"] and -0.05 < eq["lo90"] < eq["hi90"] < 0.05
-    better = contrast(up, ref, "pesq", margin=0.05, n_boot=200)
-    assert better["outcome"] == "better" and better["lo95"] > 0 and not better["equivalent"]
-    assert contrast(ref, up, "pesq", margin=0.05, n_boot=200)["outcome"] == "worse"
-    unsure = contrast(noisy, ref, "pesq", margin=0.05, n_boot=200)
-    assert unsure["outcome"] == "inconclusive" and unsure["lo95"] < 0 < unsure["hi95"]
-    # the verdict interval is the hull of the item-level and seed-level intervals
-    assert unsure["lo95"] == min(unsure["item_lo"], unsure["seed_lo"])
-    assert unsure["hi95"] == max(unsure["item_hi"], unsure["seed_hi"])
-    # one seed: no seed-level interval, so no verdict
-    one = contrast({0: up[0]}, {0: ref[0]}, "pesq", margin=0.05, n_boot=200)
-    assert one["outcome"] == "inconclusive" and math.isnan(one["lo95"])
-    assert outcome(0.1, 0.2, False) == "better" and outcome(-0.2, -0.1, False, higher_is_better=False) == "better"
-    assert outcome(-0.1, 0.1, True) == "equivalent" and outcome(math.nan, 1.0, False) == "inconclusive"
-    assert analysis.combine(["better", "equivalent"]) == "better"
-    assert analysis.combine(["better", "worse"]) == "mixed"
-    assert analysis.combine(["equivalent"] * 3) == "equivalent"
-    assert analysis.combine(["equivalent", "inconclusive"]) == "inconclusive"
-
-
-def test_verdict_wording_cites_the_interval():
-    rng = np.random.default_rng(0)
-    ref = _scores(5, 40, 0.0, 0.005, 0.01, rng)
-    eq = {**contrast(_scores(5, 40, 0.0, 0.005, 0.01, rng), ref, "pesq", margin=0.05, n_boot=200)}
-    text = verdicts.cite(eq)
-    assert text.startswith("PESQ-WB ") and "(90 % CI " in text and "inside ±0.05; TOST p " in text
-    assert text.endswith("): equivalent within ±0.05")
-    up = contrast(_scores(5, 40, 0.1, 0.005, 0.01, rng), ref, "stoi", margin=0.01, n_boot=200)
-    text = verdicts.cite(up)
-    assert text.startswith("STOI +0.") and "(95 % CI +0.0" in text and text.endswith("): better")
-    noisy = contrast(_scores(5, 40, 0.03, 0.2, 0.01, rng), ref, "pesq", margin=0.05, n_boot=200)
-    text = verdicts.cite(noisy)
-    assert "(95 % CI -" in text and "; 90 % CI " in text and "not inside ±0.05): inconclusive" in text
-    one = contrast({0: ref[0]}, {0: ref[1]}, "pesq", margin=0.05, n_boot=200)
-    assert verdicts.cite(one).endswith("(no interval: fewer than 2 seeds or items): inconclusive")
+def test_a_comparison_needs_both_the_items_and_the_seeds(tmp_path):
+    """A shift far beyond both noises: tiny p from the items and the seeds; the same shift drowned
+    in seed noise: the items alone would say yes, the seeds do not, so the comparison does not."""
+    ref = "log_magnitude@log_magnitude"
+    s = load_study(fake_study(tmp_path / "a", {ref: 0.0, "gray@x": 0.1, "noisy@x": 0.1}, seed_noise=0.002,
+                              item_noise=0.01, noisy_seeds={"noisy@x": 0.3}))
+    c = analysis.compare(s, "sim", "gray@x", ref, "pesq", "tiny", 5)
+    assert c["delta"] == pytest.approx(0.1, abs=0.01) and c["lo"] < c["delta"] < c["hi"] and c["lo"] > 0
+    assert c["p"] == max(c["p_items"], c["p_seeds"]) < 1e-3 and c["seeds"] == [0, 1, 2] and c["n_items"] == 30
+    n = analysis.compare(s, "sim", "noisy@x", ref, "pesq", "tiny", 5)
+    assert n["p_items"] < 1e-3 and n["p_seeds"] > 0.05 and n["p"] == n["p_seeds"] and n["lo"] < 0 < n["hi"]
+    assert analysis.compare(s, "sim", "gray@x", ref, "pesq", "tiny", 99) is None  # no such step

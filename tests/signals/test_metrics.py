@@ -230,7 +230,7 @@ def test_registry_lists_every_metric_with_its_table_settings() -> None:
 
 def test_every_table_reads_the_registry() -> None:
     from dereverb.evaluation import report
-    from dereverb.experiment import tables as study_report
+    from dereverb.experiment import report as study_report
     from dereverb.experiment.runner import METRICS as STUDY_METRICS
     from dereverb.training.module import VAL_METRICS
 
