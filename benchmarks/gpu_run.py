@@ -13,8 +13,8 @@ returns what it finished):
    ``bench_data.txt``: device-path pairs/s; ``bench_predict.txt``: predict real-time factor.
 4. ``train/``: the recipe (``configs/recipe.yaml``) for the remaining time, continuing from the
    shipped pretrained weights (``--init-weights``; bf16, reverberation convolved on the device),
-   then ``weights/librispeech_unet.pt`` (the pretrained bundle: float16 weights +
-   hyperparameters, <= 10 MiB; copy it to ``dereverb/pretrained/`` if it scores better) and
+   then ``weights/librispeech_unet/`` (the model folder: float16 ``model.safetensors`` +
+   ``config.json``, <= 10 MiB; copy it to ``dereverb/pretrained/`` if it scores better) and
    ``eval_sim/`` (+ ``eval_measured/`` when the measured rooms are present): the trained model
    beside the weights it started from, the reverberant input and WPE through
    ``python -m dereverb.evaluate``.
@@ -156,13 +156,12 @@ class Background:
 
 
 def export_bundle(ckpt: Path, dst: Path, meta: dict) -> int:
-    """The checkpoint as a pretrained bundle (float16 weights + hyperparameters, the format
-    ``--ckpt pretrained`` loads, <= 10 MiB); returns the file size (0: too large, not written)."""
-    from dereverb.inference.checkpoint import CheckpointError
-    from dereverb.inference.pretrained import write_pretrained
+    """The checkpoint as a model folder (float16 weights + hyperparameters, the format
+    ``--ckpt pretrained`` loads, <= 10 MiB); returns its size in bytes (0: too large, not written)."""
+    from dereverb.models.checkpoints import CheckpointError, write_model_folder
 
     try:
-        return write_pretrained(ckpt, dst, meta=meta).stat().st_size
+        return sum(f.stat().st_size for f in write_model_folder(ckpt, dst, meta=meta).iterdir())
     except CheckpointError as exc:
         print(f"weights: {exc}")
         return 0
@@ -260,7 +259,7 @@ def main() -> int:
     ckpt = ckpts[-1]
     meta = {"trained_by": "benchmarks/gpu_run.py", "config": args.config, "init_weights": args.init_weights,
             "train_seconds": train_seconds, "device": device}
-    size = export_bundle(ckpt, out / "weights" / "librispeech_unet.pt", meta)
+    size = export_bundle(ckpt, out / "weights" / "librispeech_unet", meta)
     run.record("weights", status="ok" if 0 < size <= MAX_WEIGHTS_BYTES else "too large", bytes=size, checkpoint=str(ckpt))
 
     # 5. evaluate the model: simulated test rooms, and the measured rooms when present

@@ -56,7 +56,8 @@ from dereverb.data.speech import CorpusError
 from dereverb.evaluation.report import OUTPUT_FILES, summarize, write_outputs
 from dereverb.evaluation.scoring import SRMR_MODES, evaluate_systems
 from dereverb.evaluation.systems import CheckpointSystem, build_systems
-from dereverb.inference.checkpoint import CheckpointError, DeviceError, resolve_checkpoint
+from dereverb.inference.checkpoint import DeviceError
+from dereverb.models.checkpoints import CheckpointError, resolve_checkpoint
 from dereverb.signals.audio import AudioError
 from dereverb.signals.dsp import PHASE_METHODS
 
@@ -273,7 +274,7 @@ def _check_args(args: Namespace) -> None:
         )
     for c in args.ckpt:
         # "pretrained" -> the shipped bundle (a one-line CheckpointError when not installed).
-        if not resolve_checkpoint(c).is_file():
+        if not resolve_checkpoint(c).exists():
             raise EvaluationError(
                 f"--ckpt {c}: checkpoint not found; pass a .ckpt file written by dereverb.train"
             )

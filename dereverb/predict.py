@@ -1,7 +1,7 @@
 """``python -m dereverb.predict -o OUT [--ckpt X.ckpt] inputs...``: dereverberate audio files.
 
 Without ``--ckpt`` it uses ``pretrained``, the model shipped with the package
-(:mod:`dereverb.inference.pretrained`, docs/pretrained.md), so nothing needs training first.
+(:mod:`dereverb.models.checkpoints`, docs/pretrained.md), so nothing needs training first.
 
 Inputs are files, folders (searched recursively for audio files) and globs (expanded here, for
 shells that do not). Each output is a float32 WAV with the input's sample rate, channel count
@@ -27,15 +27,7 @@ from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat,
 from tqdm import tqdm
 
 from dereverb.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, parse_one_line
-from dereverb.inference.checkpoint import (
-    PRETRAINED,
-    CheckpointError,
-    DeviceError,
-    compile_model,
-    load_model,
-    read_checkpoint,
-    resolve_device,
-)
+from dereverb.inference.checkpoint import DeviceError, compile_model, load_model, resolve_device
 from dereverb.inference.enhance import (
     BATCH_SIZE_CPU,
     BATCH_SIZE_CUDA,
@@ -44,11 +36,12 @@ from dereverb.inference.enhance import (
     dereverberate,
 )
 from dereverb.inference.files import Job, collect_inputs, plan_jobs, process_file
+from dereverb.models.checkpoints import PRETRAINED, CheckpointError
 from dereverb.signals import dsp
 from dereverb.signals.audio import AudioError
 
 # Re-exported: the Python API of this command's library.
-__all__ = ["CheckpointError", "dereverberate", "load_model", "main", "read_checkpoint"]
+__all__ = ["CheckpointError", "dereverberate", "load_model", "main"]
 EXIT_OK, EXIT_FAILED = 0, EXIT_USAGE
 
 
@@ -78,7 +71,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--ckpt",
         default=PRETRAINED,
-        help="checkpoint written by python -m dereverb.train, or `pretrained` (default): the model "
+        help="checkpoint written by python -m dereverb.train, a model folder (config.json + "
+        "model.safetensors), or `pretrained` (default): the model "
         "shipped with the package, see docs/pretrained.md",
     )
     p.add_argument(

@@ -28,7 +28,7 @@ from dereverb.cli_errors import (
 )
 from dereverb.data.rooms import RirError
 from dereverb.data.speech import CorpusError
-from dereverb.inference.checkpoint import CheckpointError
+from dereverb.models.checkpoints import CheckpointError
 from dereverb.signals.audio import AudioError
 from dereverb.training.checks import ConfigError
 from dereverb.training.run import TrainingInterrupted, run

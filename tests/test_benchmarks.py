@@ -136,13 +136,14 @@ def test_gpu_run_dry_run_exercises_every_step(tmp_path):
     for name in ("env", "cuda_tests", "bench_train", "bench_data", "bench_predict", "train", "weights", "eval_sim"):
         assert steps[name]["status"] == "ok", (name, steps[name], proc.stdout[-2000:])
     assert 0 < steps["weights"]["bytes"] <= 10 * 2**20
+    import safetensors.torch
     import torch
 
     from dereverb.inference import load_model
 
-    bundle = out / "weights" / "librispeech_unet.pt"
-    weights = torch.load(bundle, weights_only=True)
-    assert {v.dtype for v in weights["state_dict"].values() if v.is_floating_point()} == {torch.float16}
+    bundle = out / "weights" / "librispeech_unet"
+    weights = safetensors.torch.load_file(bundle / "model.safetensors")
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
     assert load_model(bundle).net.in_channels == 1  # the format --ckpt pretrained loads
     assert "| gpu |" in (out / "eval_sim" / "results.md").read_text()
     # the study ran beside the training (the smoke profile in a dry run: 8 runs) and came back as results only

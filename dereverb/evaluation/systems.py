@@ -35,15 +35,15 @@ import numpy as np
 import torch
 
 from dereverb.data.sources import EvaluationError
-from dereverb.inference.checkpoint import (
-    PRETRAINED,
-    CheckpointError,
-    DeviceError,
-    load_model,
-    resolve_checkpoint,
-    resolve_device,
-)
+from dereverb.inference.checkpoint import DeviceError, load_model, resolve_device
 from dereverb.inference.enhance import dereverberate
+from dereverb.models.checkpoints import (
+    CONFIG_FILE,
+    PRETRAINED,
+    WEIGHTS_FILE,
+    CheckpointError,
+    resolve_checkpoint,
+)
 from dereverb.signals import dsp
 
 __all__ = [
@@ -284,9 +284,10 @@ def needs_clean(system: object) -> bool:
 # ============================================================================ checkpoints
 def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    for file in [path / CONFIG_FILE, path / WEIGHTS_FILE] if path.is_dir() else [path]:  # a model folder
+        with open(file, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -294,7 +295,7 @@ def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 class CheckpointSystem:
     """A trained checkpoint as an evaluation system (inference via :mod:`dereverb.inference`).
 
-    ``path`` is the file loaded (for ``pretrained``, the bundle shipped with the package); its
+    ``path`` is the file loaded (for ``pretrained``, the model folder shipped with the package); its
     SHA-256 is the fingerprint, so new weights behind the same name recompute their scores.
     ``phase`` / ``n_iter`` override the model's own phase recovery (None: the model's).
     """
@@ -315,10 +316,10 @@ class CheckpointSystem:
         n_iter: int | None = None,
     ) -> CheckpointSystem:
         try:
-            p = resolve_checkpoint(path)  # "pretrained" -> the shipped bundle
+            p = resolve_checkpoint(path)  # "pretrained" -> the shipped model folder
         except CheckpointError as exc:
             raise EvaluationError(str(exc)) from exc
-        if not p.is_file():
+        if not p.exists():
             raise EvaluationError(
                 f"--ckpt {p}: checkpoint not found; pass a .ckpt file written by dereverb.train"
             )
@@ -403,7 +404,7 @@ def build_systems(
 
     Args:
         baselines: comma-separated baseline names / groups (see :func:`parse_names`).
-        checkpoints: ``.ckpt`` files or ``pretrained``, loaded on ``device`` with the phase overrides
+        checkpoints: ``.ckpt`` files, model folders or ``pretrained``, loaded on ``device`` with the phase overrides
             ``phase`` / ``n_iter`` (None: each model's own).
         with_reference: False for items without a clean reference: the oracles are left out.
         options: baseline settings for :func:`make_baseline` (``wpe_taps``, ``gl_iters``, ...).

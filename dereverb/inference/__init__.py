@@ -1,18 +1,15 @@
-"""Inference without Lightning: load a checkpoint (or ``"pretrained"``, the model shipped with
-the package) into a :class:`Dereverber`, dereverberate arrays and files. Nothing under this
-package imports Lightning, TensorBoard or the training code.
+"""Inference without Lightning: load a checkpoint, a model folder or ``"pretrained"`` (the model
+shipped with the package) into a :class:`Dereverber`, dereverberate arrays and files. Nothing
+under this package imports Lightning, TensorBoard or the training code.
 """
 
-from dereverb.inference.checkpoint import CheckpointError, load_model, read_checkpoint
+from dereverb.inference.checkpoint import load_model
 from dereverb.inference.enhance import dereverberate
-from dereverb.inference.pretrained import PRETRAINED, PRETRAINED_FILE, write_pretrained
+from dereverb.models.checkpoints import (
+    PRETRAINED,
+    PRETRAINED_DIR,
+    CheckpointError,
+    write_model_folder,
+)
 
-__all__ = [
-    "PRETRAINED",
-    "PRETRAINED_FILE",
-    "CheckpointError",
-    "dereverberate",
-    "load_model",
-    "read_checkpoint",
-    "write_pretrained",
-]
+__all__ = ["PRETRAINED", "PRETRAINED_DIR", "CheckpointError", "dereverberate", "load_model", "write_model_folder"]

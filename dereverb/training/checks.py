@@ -17,8 +17,7 @@ from dereverb.cli_errors import one_line, unwritable_reason
 from dereverb.data.datamodule import DereverbDataModule
 from dereverb.data.rooms import RirError
 from dereverb.data.speech import CorpusError
-from dereverb.inference.checkpoint import model_weights, read_checkpoint, resolve_checkpoint
-from dereverb.models.dereverber import upgrade_state_dict
+from dereverb.models.checkpoints import read_checkpoint, read_model, resolve_checkpoint
 from dereverb.models.net_spec import NetSpecError, net_spec, upgrade_hparams
 
 
@@ -86,7 +85,7 @@ def check_resume_checkpoint(ckpt_path: str, model: LightningModule) -> None:
             f"{p}: holds weights only (no optimizer or loop state), so training cannot resume from it; "
             "pass a last.ckpt written by python -m dereverb.train or start a new run without --ckpt_path"
         )
-    own, theirs = model.state_dict(), upgrade_state_dict(ckpt["state_dict"])
+    own, theirs = model.state_dict(), ckpt["state_dict"]
     bad = sorted(set(own) ^ set(theirs)) + [k for k in own if k in theirs and tuple(own[k].shape) != tuple(theirs[k].shape)]
     if not bad:
         return
@@ -104,19 +103,19 @@ def check_resume_checkpoint(ckpt_path: str, model: LightningModule) -> None:
 
 
 def load_init_weights(path_or_name: str, model: LightningModule) -> Path:
-    """Fill ``model`` (a ``DereverbModule``) with the weights of a checkpoint, a pretrained bundle
+    """Fill ``model`` (a ``DereverbModule``) with the weights of a checkpoint, a model folder
     or ``pretrained`` (``--init_weights``): the optimizer, schedule and step count start fresh.
 
     Raises :class:`ConfigError` naming the differing hyperparameters when the weights do not fit
     the configured model (another representation or network size)."""
     option = "--init_weights"
     p = resolve_checkpoint(path_or_name, option)
-    ckpt = read_checkpoint(p, option=option)
-    weights = model_weights(ckpt)
+    stored = read_model(p, option)
+    weights = stored.weights
     own = model.model.state_dict()
     bad = sorted(set(own) ^ set(weights)) + [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
     if bad:
-        theirs_hp = _flat(upgrade_hparams({k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}))
+        theirs_hp = _flat(upgrade_hparams({k: v for k, v in stored.hparams.items() if not k.startswith("_")}))
         own_hp = _flat(dict(model.hparams))
         diffs = [f"model.{k}={v!r} there, {own_hp[k]!r} here" for k, v in theirs_hp.items() if k in own_hp and own_hp[k] != v]
         detail = "; ".join(diffs[:4]) if diffs else f"e.g. {bad[0]}"

@@ -19,7 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from dereverb.cli_errors import EXIT_USAGE, debug_requested, one_line, report, tidy_parse_error
 from dereverb.data.datamodule import DereverbDataModule
 from dereverb.data.rooms import RoomSampler
-from dereverb.inference.checkpoint import CheckpointError, read_checkpoint
+from dereverb.models.checkpoints import CheckpointError, read_checkpoint
 from dereverb.models.net_spec import DEFAULT_NET, LEGACY_NET_KEYS, NetSpecError
 from dereverb.training.callbacks import AutoSave, CompileNetwork, LogLearningRate
 from dereverb.training.checks import (

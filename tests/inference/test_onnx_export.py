@@ -18,8 +18,9 @@ ort = pytest.importorskip("onnxruntime")
 
 def _checkpoint(path: Path, **hp) -> Path:
     """A checkpoint in the layout ``dereverb.train`` writes (weights under ``model.``)."""
-    hp = {"representation": "log_magnitude", "target": "log_magnitude", "base_channels": 4, "depth": 2,
-          "sample_rate": 16000, "n_fft": 512, "hop_length": 128, **hp}
+    hp = {"representation": "log_magnitude", "target": "log_magnitude", "sample_rate": 16000, "n_fft": 512,
+          "hop_length": 128, "net": {"class_path": "dereverb.models.unet.UNet", "init_args": {"base_channels": 4, "depth": 2}},
+          **hp}
     torch.manual_seed(0)
     model = Dereverber.from_hparams(hp)
     with torch.no_grad():  # non-trivial batch-norm statistics, so eval mode is really exercised

@@ -61,8 +61,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
     model = DereverbModule(
-        base_channels=4,
-        depth=2,
+        net={"class_path": "dereverb.models.unet.UNet", "init_args": {"base_channels": 4, "depth": 2}},
         representation="log_magnitude",
         scheduler="none",
         val_metric_batches=0,
@@ -181,21 +180,6 @@ def test_import_predict_loads_no_training_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"imported by dereverb.predict: {out}"
-
-
-def test_checkpoint_of_the_first_layout_still_loads(ckpt: Path, model: Dereverber, tmp_path: Path) -> None:
-    """Checkpoints written before the spectral path became ``Dereverber`` name the network
-    ``net.*``; both the lean loader and Lightning's resume rename them."""
-    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
-    raw["state_dict"] = {k.removeprefix("model."): v for k, v in raw["state_dict"].items()}
-    assert all(k.startswith("net.") for k in raw["state_dict"])
-    old = tmp_path / "old_layout.ckpt"
-    torch.save(raw, old)
-    lean = load_model(old)
-    for k, v in model.state_dict().items():
-        torch.testing.assert_close(lean.state_dict()[k], v)
-    lit = DereverbModule.load_from_checkpoint(old, map_location="cpu", weights_only=True)
-    torch.testing.assert_close(next(lit.net.parameters()), next(model.net.parameters()))
 
 
 @pytest.mark.parametrize("sr", [16000, 44100])
