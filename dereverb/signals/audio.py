@@ -46,6 +46,9 @@ AUDIO_EXTENSIONS: tuple[str, ...] = tuple(
 )
 
 
+_SFE_BAD_FILE = 7  # libsndfile's error code for "not a regular file"
+
+
 class AudioError(Exception):
     """A problem with an audio file; the message names the file and the fix."""
 
@@ -53,8 +56,8 @@ class AudioError(Exception):
 def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     """Open an audio file for (streamed) reading, or raise :class:`AudioError` naming it.
 
-    Checks what can be known without decoding every sample: missing, a folder, 0 bytes,
-    unreadable (corrupt, truncated header, not audio), no samples.
+    The path is checked first (missing, a folder, 0 bytes); then libsndfile opens it and its
+    own reason for refusing (corrupt, truncated header, not audio) is passed on in one line.
     """
     p = Path(path)
     if not p.exists():
@@ -67,9 +70,10 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
         with quiet_stderr():  # libmpg123 prints "Note: Illegal Audio-MPEG-Header" lines itself
             f = sf.SoundFile(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        reason = str(exc).split(":")[-1].strip().rstrip(".") or type(exc).__name__
-        if "does not exist" in reason:  # libsndfile's wording when no decoder accepts the data
-            reason = "no decoder recognises the data"
+        # The file is known to exist and be a regular file, so libsndfile's "bad file" code
+        # means that no decoder accepted its data.
+        code = getattr(exc, "code", None)
+        reason = "no decoder accepts the data" if code == _SFE_BAD_FILE else getattr(exc, "error_string", exc)
         raise AudioError(
             f"{p}: cannot decode audio ({reason}); this build reads {', '.join(readable_formats())}: "
             "a file in one of these is corrupt (re-export it), another format needs converting "

@@ -35,15 +35,6 @@ class StftConfig:
         if self.window != "hann":
             raise ValueError(f"only the 'hann' window is supported, got {self.window!r}")
 
-    @property
-    def n_freq(self) -> int:
-        """F: frequency bins once the Nyquist bin is dropped."""
-        return self.n_fft // 2
-
-    def n_frames(self, length: int) -> int:
-        """N for a waveform of ``length`` samples (centred frames)."""
-        return length // self.hop_length + 1
-
     def window_tensor(self, device: torch.device | str | None = None) -> torch.Tensor:
         return torch.hann_window(self.n_fft, device=device, dtype=torch.float32)
 
@@ -174,10 +165,3 @@ def reconstruct(
         init = reverb_spec if phase == "griffinlim-warm" else None
         return griffin_lim(mag_full, cfg, length, n_iter=n_iter, momentum=momentum, init_phase=init, seed=seed)
 
-
-def spectral_convergence(mag_full: torch.Tensor, wave: torch.Tensor, cfg: StftConfig) -> torch.Tensor:
-    """``||S - |STFT(x)|||_F / ||S||_F`` per item: how consistent a waveform is with a target
-    magnitude ``S`` ``(B, F+1, N)``. Returns ``(B,)``."""
-    rebuilt = stft(wave, cfg).abs()
-    diff = (mag_full.float() - rebuilt).flatten(1).norm(dim=1)
-    return diff / mag_full.float().flatten(1).norm(dim=1).clamp_min(1e-12)

@@ -9,10 +9,7 @@ A metric that cannot be computed for a signal (PESQ finds no utterance, a silent
 non-finite reference, too little active speech for STOI) is NaN, never an exception, so a
 bad validation item cannot crash training; ``score_batch`` counts the PESQ NaNs so the
 LightningModule can log ``val/pesq_failures``. Wrong *shapes* are programming errors and
-raise ``ValueError``.
-
-All functions run on the CPU in float64/float32 numpy, sequentially (PESQ dominates; see
-``measure_speed`` in the tests/report for per-utterance cost).
+raise ``ValueError``. All functions run on the CPU, sequentially.
 """
 
 from __future__ import annotations
@@ -56,11 +53,7 @@ def _check_pair(ref: ArrayLike, est: ArrayLike, fn: str) -> tuple[np.ndarray, np
 
 
 def _check_sample_rate(sample_rate: int, fn: str) -> int:
-    if (
-        not isinstance(sample_rate, (int, np.integer))
-        or isinstance(sample_rate, bool)
-        or sample_rate <= 0
-    ):
+    if not isinstance(sample_rate, (int, np.integer)) or isinstance(sample_rate, bool) or sample_rate <= 0:
         raise ValueError(f"{fn}: sample_rate must be a positive integer in Hz, got {sample_rate!r}")
     return int(sample_rate)
 
@@ -133,10 +126,8 @@ def si_sdr(ref: ArrayLike, est: ArrayLike) -> float:
     ref_np, est_np = _check_pair(ref, est, "si_sdr")
     if _undefined(ref_np, est_np):
         return math.nan
-    value = scale_invariant_signal_distortion_ratio(
-        torch.from_numpy(est_np), torch.from_numpy(ref_np), zero_mean=False
-    )
-    return float(value)
+    return float(scale_invariant_signal_distortion_ratio(torch.from_numpy(est_np), torch.from_numpy(ref_np),
+                                                         zero_mean=False))
 
 
 def srmr(est: ArrayLike, sample_rate: int, fast: bool = False) -> float:
@@ -154,9 +145,7 @@ def srmr(est: ArrayLike, sample_rate: int, fast: bool = False) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchmetrics warns about the fast mode's accuracy
         try:
-            v = speech_reverberation_modulation_energy_ratio(
-                torch.from_numpy(x), int(sample_rate), fast=fast
-            )
+            v = speech_reverberation_modulation_energy_ratio(torch.from_numpy(x), int(sample_rate), fast=fast)
         except (RuntimeError, ValueError):
             return math.nan
     v = float(v.reshape(-1)[0])
@@ -190,18 +179,13 @@ def _si_sdr(ref: ArrayLike, est: ArrayLike, sample_rate: int) -> float:
 
 #: name -> :class:`Metric`, in table order. Digits: the study report's (finer) set, so that
 #: differences between close conditions stay visible; SRMR gets 3.
-REGISTRY: Mapping[str, Metric] = MappingProxyType(
-    {
-        m.name: m
-        for m in (
-            Metric("pesq", pesq_wb, "PESQ-WB", 3),
-            Metric("stoi", stoi, "STOI", 4),
-            Metric("estoi", _estoi, "ESTOI", 4),
-            Metric("si_sdr", _si_sdr, "SI-SDR (dB)", 2),
-            Metric("srmr", srmr, "SRMR", 3, needs_reference=False),
-        )
-    }
-)
+REGISTRY: Mapping[str, Metric] = MappingProxyType({m.name: m for m in (
+    Metric("pesq", pesq_wb, "PESQ-WB", 3),
+    Metric("stoi", stoi, "STOI", 4),
+    Metric("estoi", _estoi, "ESTOI", 4),
+    Metric("si_sdr", _si_sdr, "SI-SDR (dB)", 2),
+    Metric("srmr", srmr, "SRMR", 3, needs_reference=False),
+)})
 #: Every metric name, in table order.
 ALL_METRICS: tuple[str, ...] = tuple(REGISTRY)
 #: The metrics scored against the clean reference (``score``, ``score_batch``, validation).
@@ -219,15 +203,11 @@ def _check_metrics(metrics: Iterable[str], fn: str) -> tuple[str, ...]:
     return metrics
 
 
-def _score_one(
-    ref: np.ndarray, est: np.ndarray, sample_rate: int, metrics: tuple[str, ...]
-) -> dict[str, float]:
+def _score_one(ref: np.ndarray, est: np.ndarray, sample_rate: int, metrics: tuple[str, ...]) -> dict[str, float]:
     return {m: REGISTRY[m].fn(ref, est, sample_rate) for m in metrics}
 
 
-def score(
-    ref: ArrayLike, est: ArrayLike, sample_rate: int, metrics: Iterable[str] = METRICS
-) -> dict[str, float]:
+def score(ref: ArrayLike, est: ArrayLike, sample_rate: int, metrics: Iterable[str] = METRICS) -> dict[str, float]:
     """All requested metrics for one pair ``ref (L,)``, ``est (L,)`` -> ``{name: float}``."""
     metrics = _check_metrics(metrics, "score")
     ref_np, est_np = _check_pair(ref, est, "score")
@@ -235,9 +215,8 @@ def score(
     return _score_one(ref_np, est_np, sample_rate, metrics)
 
 
-def score_batch(
-    ref: ArrayLike, est: ArrayLike, sample_rate: int, metrics: Iterable[str] = METRICS
-) -> dict[str, np.ndarray | int]:
+def score_batch(ref: ArrayLike, est: ArrayLike, sample_rate: int,
+                metrics: Iterable[str] = METRICS) -> dict[str, np.ndarray | int]:
     """Metrics for each row of ``ref (B, L)`` and ``est (B, L)`` (torch or numpy).
 
     Returns ``{name: np.ndarray (B,) float64}`` for each requested metric, plus
@@ -247,39 +226,11 @@ def score_batch(
     sample_rate = _check_sample_rate(sample_rate, "score_batch")
     ref_np, est_np = _as_numpy(ref), _as_numpy(est)
     if ref_np.ndim != 2 or ref_np.shape != est_np.shape:
-        raise ValueError(
-            f"score_batch: ref and est must both be (B, L) with the same shape, got "
-            f"{ref_np.shape} and {est_np.shape}"
-        )
-    out: dict[str, np.ndarray | int] = {m: np.full(ref_np.shape[0], np.nan) for m in metrics}
-    for i in range(ref_np.shape[0]):
-        row = _score_one(ref_np[i], est_np[i], sample_rate, metrics)
-        for m, v in row.items():
-            out[m][i] = v  # type: ignore[index]
+        raise ValueError(f"score_batch: ref and est must both be (B, L) with the same shape, got "
+                         f"{ref_np.shape} and {est_np.shape}")
+    rows = [_score_one(r, e, sample_rate, metrics) for r, e in zip(ref_np, est_np, strict=True)]
+    out: dict[str, np.ndarray | int] = {m: np.array([row[m] for row in rows], dtype=np.float64) for m in metrics}
     if "pesq" in metrics:
         out["pesq_failed"] = int(np.isnan(out["pesq"]).sum())  # type: ignore[arg-type]
     return out
 
-
-def aggregate(results: Sequence[Mapping[str, float | np.ndarray | int]]) -> dict[str, float | int]:
-    """Mean of each metric over many ``score`` / ``score_batch`` results, ignoring NaN.
-
-    Returns ``{name: mean, name + "_nan": count of NaN values}`` for every metric key present
-    (a metric that is NaN everywhere has mean NaN), and ``"count"``: the number of values of
-    the first metric. ``*_failed`` counters in the inputs are redundant with ``*_nan`` and
-    are skipped.
-    """
-    values: dict[str, list[np.ndarray]] = {}
-    for r in results:
-        for k, v in r.items():
-            if k.endswith("_failed"):
-                continue
-            values.setdefault(k, []).append(np.atleast_1d(np.asarray(v, dtype=np.float64)))
-    out: dict[str, float | int] = {}
-    for k, parts in values.items():
-        arr = np.concatenate(parts)
-        finite = arr[~np.isnan(arr)]
-        out[k] = float(finite.mean()) if finite.size else math.nan
-        out[f"{k}_nan"] = int(arr.size - finite.size)
-        out.setdefault("count", int(arr.size))
-    return out

@@ -159,26 +159,6 @@ def test_shape_errors_raise_value_error(clean: np.ndarray) -> None:
         M.pesq_wb(clean, clean, 0)
 
 
-def test_aggregate_ignores_and_counts_nan(clean: np.ndarray) -> None:
-    zeros = np.zeros_like(clean)
-    results = [
-        M.score_batch(
-            np.stack([clean, zeros]), np.stack([clean, clean]), SR, metrics=("pesq", "si_sdr")
-        ),
-        {"pesq": 2.0, "si_sdr": 10.0},
-        {"pesq": float("nan"), "si_sdr": 20.0},
-    ]
-    agg = M.aggregate(results)
-    assert agg["count"] == 4
-    assert agg["pesq_nan"] == 2
-    assert agg["pesq"] == pytest.approx((results[0]["pesq"][0] + 2.0) / 2)
-    assert agg["si_sdr_nan"] == 1
-    assert agg["si_sdr"] == pytest.approx((results[0]["si_sdr"][0] + 10 + 20) / 3)
-    assert "pesq_failed" not in agg
-    all_nan = M.aggregate([{"pesq": float("nan")}])
-    assert math.isnan(all_nan["pesq"]) and all_nan["pesq_nan"] == 1
-
-
 def test_reverberant_real_speech_scores_below_clean() -> None:
     """Real speech (VCTK) through a measured room (Surrey Room A) loses on every metric."""
     sf = pytest.importorskip("soundfile")
