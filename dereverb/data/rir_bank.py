@@ -340,7 +340,7 @@ class RirBank:
         ``direct_index == round(pre_delay_ms * sample_rate / 1000)`` for every RIR, and scaled
         so that sample is +1. Names are paths relative to ``folder`` without the extension.
         """
-        from dereverb.signals.audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample
+        from dereverb.signals.audio import AUDIO_EXTENSIONS
 
         root = Path(folder)
         if not root.is_dir():
@@ -355,6 +355,21 @@ class RirBank:
                 f"RirBank.from_folder: no audio files (WAV, FLAC, MP3, ...) under {root}; "
                 "put measured impulse responses there"
             )
+        return cls.from_files(files, root, sample_rate, channel, pre_delay_ms)
+
+    @classmethod
+    def from_files(
+        cls,
+        files: Sequence[str | os.PathLike],
+        root: str | os.PathLike,
+        sample_rate: int = 16000,
+        channel: int = 0,
+        pre_delay_ms: float = 1.0,
+    ) -> RirBank:
+        """Measured RIR files loaded as :meth:`from_folder` does; names relative to ``root``."""
+        from dereverb.signals.audio import AudioError, read_audio, resample
+
+        files, root = [Path(f) for f in files], Path(root)
         pre = int(round(pre_delay_ms * 1e-3 * sample_rate))
         rirs, t60s, drrs, names = [], [], [], []
         for p in files:

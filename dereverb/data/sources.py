@@ -21,15 +21,13 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import re
-import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dereverb.cli_errors import one_line, read_yaml_mapping
+from dereverb.cli_errors import read_yaml_mapping
 from dereverb.data.noise import coloured_noise
 from dereverb.data.pairs import make_pair
 from dereverb.data.rir_bank import RirBank
@@ -112,31 +110,6 @@ def load_datamodule_config(path: str | os.PathLike | None) -> dict[str, Any]:
     return dict(data)
 
 
-def _raised_by(exc: BaseException, cls: type) -> bool:
-    """Whether ``exc`` was raised inside a method of a ``cls`` instance."""
-    return any(
-        isinstance(f.f_locals.get("self"), cls) for f, _ in traceback.walk_tb(exc.__traceback__)
-    )
-
-
-def _config_error(exc: BaseException) -> EvaluationError:
-    """jsonargparse's (nested, multi-line) error -> one line ``data.<key>: <innermost reason>``."""
-    root = exc
-    while root.__cause__ is not None:  # jsonargparse wraps a nested class's own error
-        root = root.__cause__
-    m = re.match(r'Parser key "([^"]+)":\s*', str(exc))
-    text = one_line(re.sub(r'^Parser key "[^"]+":\s*', "", str(root))) or type(root).__name__
-    if m:
-        key = m.group(1)
-    elif _raised_by(root, RoomSampler):
-        key = "data.room"
-    else:
-        key = (
-            None if text.startswith("data.") else "data"
-        )  # the DataModule's own messages say data.<key>
-    return EvaluationError(f"{key}: {text}" if key else text)
-
-
 def build_datamodule(kwargs: Mapping[str, Any]) -> DereverbDataModule:
     """A :class:`~dereverb.data.datamodule.DereverbDataModule` from its arguments (a config's
     ``data:`` section), parsed and instantiated by jsonargparse as ``dereverb.train`` does: YAML
@@ -154,32 +127,43 @@ def build_datamodule(kwargs: Mapping[str, Any]) -> DereverbDataModule:
             f"data config: unknown DataModule argument(s) {', '.join(unknown)}; "
             "see dereverb/data/datamodule.py"
         )
+    room = kw.get("room")
+    if isinstance(room, Mapping):  # our own class: built here, so its own message names the problem
+        try:
+            kw["room"] = RoomSampler(**dict(room.get("init_args", room) if "class_path" in room else room))
+        except (TypeError, ValueError, RirError) as exc:
+            raise EvaluationError(f"data.room: {exc}") from exc
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(DereverbDataModule, "data")
-    try:
-        return parser.instantiate(parser.parse_object({"data": kw})).data
-    except (ArgumentError, ValueError, TypeError) as exc:
-        raise _config_error(exc) from exc
+    parser.add_class_arguments(DereverbDataModule, "data", skip={"room"})
+    try:  # the parser checks keys and types against the signature and converts YAML lists to tuples
+        args = parser.parse_object({"data": {k: v for k, v in kw.items() if k != "room"}}).data.as_dict()
+        return DereverbDataModule(**args, room=kw.get("room"))
+    except (ArgumentError, ValueError, TypeError) as exc:  # the library's own words, on one line
+        raise EvaluationError(" ".join(str(exc).split())) from exc
 
 
-def datamodule_items(kwargs: Mapping[str, Any]) -> tuple[list[ItemLoader], int, str]:
-    """The DataModule's test split: ``(item loaders, sample_rate, description)``.
+def datamodule_items(
+    kwargs: Mapping[str, Any], split: str = "test"
+) -> tuple[list[ItemLoader], int, str]:
+    """The DataModule's test (or val: the dev set) split: ``(item loaders, sample_rate, description)``.
 
     Items are built lazily (one loader per index) so a long test set is never all in memory.
     """
     dm = build_datamodule(kwargs)
-    ds = dm.build_dataset("test")
+    if split == "val" and kwargs.get("test_items"):
+        dm.items["val"] = int(kwargs["test_items"])
+    ds = dm.build_dataset(split)
     names = ds.rirs.names
 
     def load_item(i: int) -> dict[str, Any]:
         it = ds.item(i)
         return _as_item(
-            f"test-{i:05d}", it.reverb, it.clean, it.t60, drr=float(it.drr), rir=names[it.rir_index]
+            f"{split}-{i:05d}", it.reverb, it.clean, it.t60, drr=float(it.drr), rir=names[it.rir_index]
         )
 
     hp = dm.hparams  # the DataModule's own arguments, defaults filled in
     desc = (
-        f"DataModule test split: speech={hp.get('speech')}, rirs={hp.get('rirs')}, {len(ds)} items of "
+        f"DataModule {split} split: speech={hp.get('speech')}, rirs={hp.get('rirs')}, {len(ds)} items of "
         f"{hp.get('segment_seconds'):g} s, target={hp.get('clean_target', hp.get('target'))}, seed={hp.get('seed')}"
     )
     return (
@@ -190,8 +174,40 @@ def datamodule_items(kwargs: Mapping[str, Any]) -> tuple[list[ItemLoader], int, 
 
 
 # ============================================================================ measured RIRs
+def measured_rooms(
+    rirs: str | os.PathLike | Sequence[str | os.PathLike], sample_rate: int = 16000, channel: int = 0
+) -> tuple[RirBank, list[str]]:
+    """Measured RIRs of a folder, or of several folders and files, and the room of each.
+
+    In a folder, every first-level subfolder is a room (files directly in it: one room named
+    after the folder); a file given on its own is a room of its own. Rooms, not files, are what
+    a dev/test split keeps apart: responses of one room are too alike to test on each other."""
+    entries = [rirs] if isinstance(rirs, (str, os.PathLike)) else list(rirs)
+    parts, room_of = [], []
+    for entry in map(Path, entries):
+        if not entry.exists():
+            raise EvaluationError(f"--rirs {entry}: does not exist; give folders or files of measured RIRs")
+        try:
+            if entry.is_dir():
+                bank = RirBank.from_folder(entry, sample_rate=sample_rate, channel=channel)
+            else:
+                bank = RirBank.from_files([entry], entry.parent, sample_rate=sample_rate, channel=channel)
+        except RirError as exc:
+            raise EvaluationError(f"--rirs: {exc}") from exc
+        parts.append(bank)
+        for name in bank.names:
+            room_of.append(name.split("/")[0] if "/" in name else entry.stem if entry.is_file() else entry.name)
+    if len(parts) == 1:
+        return parts[0], room_of
+    bank = RirBank(
+        [r.rir for b in parts for r in b], [r.t60 for b in parts for r in b], [r.drr for b in parts for r in b],
+        [r.direct_index for b in parts for r in b], [n for b in parts for n in b.names], sample_rate,
+    )
+    return bank, room_of
+
+
 def measured_items(
-    rirs: str | os.PathLike,
+    rirs: str | os.PathLike | Sequence[str | os.PathLike],
     speech: str | os.PathLike = "synthetic",
     n_items: int = 24,
     segment_seconds: float = 4.0,
@@ -209,23 +225,16 @@ def measured_items(
 
     Item ``i``: speech crop ``speech.item(i, L, preroll)`` (deterministic, with the speech before
     it as long as the longest RIR, whose tail reaches into the item), room ``i mod n_rooms``
-    (rooms = first-level subfolders of ``rirs``, so every room gets its share), one of that
+    (rooms as :func:`measured_rooms` finds them, so every room gets its share), one of that
     room's RIRs and a gain drawn from ``default_rng([seed, 7, i])``, then
     :func:`dereverb.data.pairs.make_pair` (direct-path-aligned clean ``target``: ``dry`` or
     ``early``; shared gain, no clipping). ``snr_db``: pink background noise at that SNR;
     ``level_db``: the reverberant input scaled to that peak level (dBFS) after the pair is made
     (the reference is unchanged: the metrics do not depend on level).
     """
-    if not Path(rirs).is_dir():
-        raise EvaluationError(
-            f"--rirs {rirs}: not a folder; give a folder of measured RIR WAV/FLAC files"
-        )
     if n_items < 1:
         raise EvaluationError(f"--n-items must be >= 1, got {n_items}")
-    try:
-        bank = RirBank.from_folder(rirs, sample_rate=sample_rate, channel=channel)
-    except RirError as exc:
-        raise EvaluationError(f"--rirs: {exc}") from exc
+    bank, room_of = measured_rooms(rirs, sample_rate, channel)
     try:
         if str(speech) == "synthetic":
             source: Any = SyntheticSpeech(sample_rate=sample_rate, seed=seed)
@@ -242,8 +251,8 @@ def measured_items(
     except (CorpusError, ValueError) as exc:
         raise EvaluationError(f"--speech: {exc}") from exc
     rooms: dict[str, list[int]] = {}
-    for i, name in enumerate(bank.names):
-        rooms.setdefault(name.split("/")[0] if "/" in name else ".", []).append(i)
+    for i, room in enumerate(room_of):
+        rooms.setdefault(room, []).append(i)
     room_names = sorted(rooms)
     length = int(round(segment_seconds * sample_rate))
     preroll = max(len(r.rir) for r in bank)
