@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from dereverb.models.checkpoints import load_dereverber
+from dereverb.models.checkpoints import build_model, read_model, resolve_checkpoint
 from dereverb.models.dereverber import Dereverber
 
 
@@ -44,7 +44,8 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     with the package, in eval mode on ``device``. Nothing in the file can run code; a bad file
     raises :class:`~dereverb.models.checkpoints.CheckpointError` (one line: the file and the fix).
     """
-    return load_dereverber(path_or_name).to(device).eval()
+    p = resolve_checkpoint(path_or_name)
+    return build_model(read_model(p), p).to(device).eval()
 
 
 def compile_model(model: Dereverber) -> Dereverber:

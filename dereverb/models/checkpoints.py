@@ -90,14 +90,10 @@ def read_checkpoint(path: str | os.PathLike, option: str = "--ckpt") -> dict:
         raise CheckpointError(f"{p}: checkpoint is empty (0 bytes); use another checkpoint")
     with open(p, "rb") as f:
         head = f.read(4)
-    if head == b"PK\x03\x04" and not zipfile.is_zipfile(p):
-        raise CheckpointError(
-            f"{p}: checkpoint is truncated or corrupt (its archive has no end); copy it again or use another one"
-        )
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(p):  # a torch archive without its end
+        raise CheckpointError(f"{p}: checkpoint is truncated or corrupt; copy it again or use another one")
     if head != b"PK\x03\x04" and head[:1] != b"\x80":
-        raise CheckpointError(
-            f"{p}: not a PyTorch checkpoint (the file is neither a torch archive nor a pickle); {_TRAIN}"
-        )
+        raise CheckpointError(f"{p}: not a PyTorch checkpoint (neither a torch archive nor a pickle); {_TRAIN}")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -187,12 +183,6 @@ def build_model(stored: Stored, path: str | os.PathLike) -> Dereverber:
     return model
 
 
-def load_dereverber(path_or_name: str | os.PathLike, option: str = "--ckpt") -> Dereverber:
-    """:func:`build_model` of :func:`read_model`: the model of a checkpoint, folder or ``pretrained``."""
-    p = resolve_checkpoint(path_or_name, option)
-    return build_model(read_model(p, option), p)
-
-
 def _half(t: torch.Tensor) -> torch.Tensor:
     """A floating tensor as float16, unless that would turn a finite value into inf."""
     t = t.detach().cpu()
@@ -204,7 +194,7 @@ def write_model_folder(src: str | os.PathLike, dest: str | os.PathLike, meta: di
     """Write the model folder of ``src`` (a ``.ckpt``, a model folder or ``pretrained``) to ``dest``:
     ``model.safetensors`` then ``config.json``, each atomically; returns ``dest``.
 
-    The model is built as :func:`load_dereverber` builds it, so what does not load is refused
+    The model is built as :func:`build_model` builds it, so what does not load is refused
     here; ``meta`` defaults to the source's. Raises :class:`CheckpointError` when ``dest`` is a
     file or the weights exceed :data:`MAX_BYTES` (nothing is written then)."""
     p, dest = resolve_checkpoint(src), Path(dest)
