@@ -111,12 +111,8 @@ class StudyConfig:
     #: ``submitit`` parameters of the SLURM executor (``--launcher slurm``).
     slurm: dict[str, Any] = field(default_factory=dict)
 
-    def specs(
-        self,
-        arms: Sequence[str] | None = None,
-        seeds: Sequence[int] | None = None,
-        capacities: Sequence[str] | None = None,
-    ) -> list[RunSpec]:
+    def specs(self, arms: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
+              capacities: Sequence[str] | None = None) -> list[RunSpec]:
         """The runs of the plan, seed-major (every condition gets seed 0 before any gets seed 1,
         so a study cut short covers every condition), filtered by arm or ``arm@target``, seed
         and capacity; raises :class:`StudyError` for names the study does not have."""
@@ -351,15 +347,11 @@ def run_config(cfg: StudyConfig, spec: RunSpec, run_dir: Path | None) -> dict[st
     return c
 
 
-def fingerprint(obj: Any) -> str:
-    """Short sha256 of a JSON-able object (sorted keys)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def run_fingerprint(cfg: StudyConfig, spec: RunSpec) -> str:
-    """What makes a finished run reusable: its resolved config, the evaluation settings and the
-    study version."""
-    return fingerprint({"v": STUDY_VERSION, "run": run_config(cfg, spec, None), "evaluation": cfg.evaluation})
+    """What makes a finished run reusable (a short sha256): its resolved config, the evaluation
+    settings and the study version."""
+    what = {"v": STUDY_VERSION, "run": run_config(cfg, spec, None), "evaluation": cfg.evaluation}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def items_fingerprint(items: Sequence[Mapping[str, Any]]) -> str:

@@ -23,6 +23,7 @@ from dereverb.experiment.files import (
 )
 from dereverb.signals.metrics import METRICS
 
+Items = Mapping[str, Sequence[Mapping[str, Any]]]
 #: The per-item keys a result file keeps.
 ROW_KEYS: tuple[str, ...] = ("id", "band", "t60", "drr", "rir", "room", *METRICS, "seconds")
 
@@ -36,15 +37,10 @@ def check_inputs(cfg: StudyConfig) -> list[str]:
     """Clear errors for missing data before anything runs; returns notes (e.g. no measured set)."""
     speech = str(data_kwargs(cfg).get("speech", "synthetic"))
     if speech != "synthetic" and not Path(speech).is_dir():
-        raise StudyError(
-            f"data.speech {speech!r}: folder not found (from {cfg.path}, profile {cfg.profile}); "
-            "put LibriSpeech there, or pass --speech FOLDER (or --speech synthetic for a trial run)"
-        )
-    notes = []
+        raise StudyError(f"data.speech {speech!r}: folder not found (from {cfg.path}, profile {cfg.profile}); "
+                         "put LibriSpeech there, or pass --speech FOLDER (or --speech synthetic for a trial run)")
     rirs = cfg.evaluation.get("measured_rirs")
-    if rirs and not Path(str(rirs)).is_dir():
-        notes.append(f"measured RIR folder {rirs} is absent: the measured-room set is skipped")
-    return notes
+    return [f"measured RIR folder {rirs} is absent: the measured-room set is skipped"] if rirs and not Path(str(rirs)).is_dir() else []
 
 
 def prepare_data(cfg: StudyConfig) -> None:
@@ -69,15 +65,9 @@ def eval_items(cfg: StudyConfig) -> dict[str, list[dict[str, Any]]]:
     n_measured = int(ev.get("measured_items", 0))
     if rirs and n_measured > 0 and Path(str(rirs)).is_dir():
         loaders, _ = measured_items(
-            str(rirs),
-            speech=str(data.get("speech", "synthetic")),
-            n_items=n_measured,
-            segment_seconds=seconds,
-            sample_rate=cfg.sample_rate,
-            seed=int(data.get("seed", 0)),
-            target=str(data.get("clean_target", "dry")),
-            speech_split="test",
-            min_duration=float(data.get("min_duration", 1.0)),
+            str(rirs), speech=str(data.get("speech", "synthetic")), n_items=n_measured, segment_seconds=seconds,
+            sample_rate=cfg.sample_rate, seed=int(data.get("seed", 0)), target=str(data.get("clean_target", "dry")),
+            speech_split="test", min_duration=float(data.get("min_duration", 1.0)),
         )
         out["measured"] = [load() for load in loaders]
     return out
@@ -88,34 +78,17 @@ def plain_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{k: finite_or_none(r[k]) for k in ROW_KEYS if k in r} for r in rows]
 
 
-def evaluate_checkpoint(
-    ckpt: Path,
-    items: Mapping[str, Sequence[Mapping[str, Any]]],
-    sample_rate: int,
-    name: str,
-    device: str = "cpu",
-) -> dict[str, list[dict[str, Any]]]:
+def evaluate_checkpoint(ckpt: Path, items: Items, sample_rate: int, name: str, device: str = "cpu") -> dict[str, list[dict]]:
     """Score one checkpoint on every evaluation set (no score cache: ``result.json`` is the cache)."""
     from dereverb.evaluation.scoring import evaluate_systems
     from dereverb.evaluation.systems import CheckpointSystem
 
     system = CheckpointSystem.load(ckpt, device=device)
-    return {
-        s: plain_rows(
-            evaluate_systems(
-                its, {name: system}, sample_rate, cache_dir=None, srmr="none", progress=False
-            )
-        )
-        for s, its in items.items()
-    }
+    return {s: plain_rows(evaluate_systems(its, {name: system}, sample_rate, cache_dir=None, srmr="none", progress=False))
+            for s, its in items.items()}
 
 
-def compute_baselines(
-    cfg: StudyConfig,
-    items: Mapping[str, Sequence[Mapping[str, Any]]],
-    out: Path,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
+def compute_baselines(cfg: StudyConfig, items: Items, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Reverberant / WPE / oracle scores on the study's items -> ``baselines.json`` (reused when
     the items are unchanged; per-item scores are also cached under ``baseline_cache/``)."""
     from dereverb.evaluation.scoring import evaluate_systems
@@ -131,14 +104,7 @@ def compute_baselines(
     systems = build_baselines(spec)
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for s, its in items.items():
-        scored = evaluate_systems(
-            its,
-            systems,
-            cfg.sample_rate,
-            cache_dir=out / BASELINE_CACHE,
-            srmr="none",
-            progress=False,
-        )
+        scored = evaluate_systems(its, systems, cfg.sample_rate, cache_dir=out / BASELINE_CACHE, srmr="none", progress=False)
         rows[s] = {n: plain_rows([r for r in scored if r["system"] == n]) for n in systems}
     result = {"spec": spec, "items_sha": shas, "rows": rows, "seconds": time.perf_counter() - t0}
     write_json_atomic(path, result)

@@ -40,7 +40,13 @@ from dereverb.experiment.config import (
     run_config,
     run_fingerprint,
 )
-from dereverb.experiment.eval_sets import check_inputs, compute_baselines, eval_items, evaluate_checkpoint, prepare_data
+from dereverb.experiment.eval_sets import (
+    check_inputs,
+    compute_baselines,
+    eval_items,
+    evaluate_checkpoint,
+    prepare_data,
+)
 from dereverb.experiment.files import (
     FINAL_CKPT,
     JOBS,
@@ -137,41 +143,23 @@ def run_one(cfg: StudyConfig, spec: RunSpec, out: Path, items: Items, threads: i
                                        device=str(cfg.evaluation.get("device", "cpu")))
             if (saved_at := _parameters(ckpt)[2]) != step:
                 raise StudyError(f"{ckpt}: saved at global step {saved_at}, expected {step}")
-            steps.append({
-                "step": step,
-                "checkpoint": str(ckpt.relative_to(folder)),
-                "eval_seconds": time.perf_counter() - t1,
-                "means": {s: {m: _mean([r.get(m) for r in rs]) for m in METRICS} for s, rs in rows.items()},
-                "rows": rows,
-            })
+            means = {s: {m: _mean([r.get(m) for r in rs]) for m in METRICS} for s, rs in rows.items()}
+            steps.append({"step": step, "checkpoint": str(ckpt.relative_to(folder)),
+                          "eval_seconds": time.perf_counter() - t1, "means": means, "rows": rows})
     n_params, n_frontend, global_step = _parameters(ckpts[steps[-1]["step"]])
+    arm = spec.arm
     result = {
-        "study_version": STUDY_VERSION,
-        "run_id": spec.run_id,
-        "condition": spec.condition,
-        "arm": spec.arm.name,
-        "target": spec.target,
-        "seed": spec.seed,
-        "capacity": spec.capacity,
-        "net": config["model"]["net"],
-        "representation": spec.arm.representation,
-        "representation_kwargs": spec.arm.representation_kwargs,
-        "input_expansion": spec.arm.input_expansion,
-        "profile": cfg.profile,
-        "fingerprint": run_fingerprint(cfg, spec),
-        "items_sha": {s: items_fingerprint(v) for s, v in items.items()},
-        "checkpoint": steps[-1]["checkpoint"],
-        "global_step": global_step,
-        "parameters": n_params,
-        "frontend_parameters": n_frontend,
-        "train_seconds": t_train,
-        "eval_seconds": float(sum(s["eval_seconds"] for s in steps)),
-        "cpu_seconds": time.process_time() - cpu0,
-        "threads": threads,
+        "study_version": STUDY_VERSION, "run_id": spec.run_id, "condition": spec.condition, "arm": arm.name,
+        "target": spec.target, "seed": spec.seed, "capacity": spec.capacity, "net": config["model"]["net"],
+        "representation": arm.representation, "representation_kwargs": arm.representation_kwargs,
+        "input_expansion": arm.input_expansion, "profile": cfg.profile, "fingerprint": run_fingerprint(cfg, spec),
+        "items_sha": {s: items_fingerprint(v) for s, v in items.items()}, "checkpoint": steps[-1]["checkpoint"],
+        "global_step": global_step, "parameters": n_params, "frontend_parameters": n_frontend,
+        "train_seconds": t_train, "eval_seconds": float(sum(s["eval_seconds"] for s in steps)),
+        "cpu_seconds": time.process_time() - cpu0, "threads": threads,
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "means": steps[-1]["means"],  # the last step's scores, and every evaluated step's:
-        "rows": steps[-1]["rows"],
-        "steps": steps,
+        # the last step's scores, and every evaluated step's
+        "means": steps[-1]["means"], "rows": steps[-1]["rows"], "steps": steps,
     }
     write_json_atomic(folder / RESULT, result)
     return result
@@ -260,15 +248,9 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(OSError):
         cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                     if ln.startswith("model name")), cpu)
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "load_average": list(os.getloadavg()),
-    }
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "gpu": gpu, "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__, "load_average": list(os.getloadavg())}
 
 
 def plan(cfg: StudyConfig, specs: Sequence[RunSpec], out: Path, force: bool = False) -> tuple[list[RunSpec], list[RunSpec]]:
@@ -294,22 +276,13 @@ def plan(cfg: StudyConfig, specs: Sequence[RunSpec], out: Path, force: bool = Fa
 def _update_study_json(out: Path, cfg: StudyConfig, session: dict[str, Any]) -> None:
     old = read_json(out / STUDY_JSON) or {}
     sessions = [s for s in old.get("sessions", []) if s.get("id") != session["id"]]
+    plan = [{"run_id": s.run_id, "condition": s.condition, "capacity": s.capacity, "seed": s.seed} for s in cfg.specs()]
     write_json_atomic(out / STUDY_JSON, {
-        "study_version": STUDY_VERSION,
-        "config_path": cfg.path,
-        "profile": cfg.profile,
-        "description": cfg.description,
-        "reference": cfg.reference,
-        "arms": {n: asdict(a) for n, a in cfg.arms.items()},
-        "capacities": cfg.capacities,
-        "plan": [{"run_id": s.run_id, "condition": s.condition, "capacity": s.capacity, "seed": s.seed}
-                 for s in cfg.specs()],
-        "eval_steps": cfg.eval_steps,
-        "analysis": cfg.analysis,
-        "train": cfg.train,
-        "evaluation": cfg.evaluation,
-        "jobs": cfg.jobs,
-        "threads": cfg.threads,
+        "study_version": STUDY_VERSION, "config_path": cfg.path, "profile": cfg.profile,
+        "description": cfg.description, "reference": cfg.reference,
+        "arms": {n: asdict(a) for n, a in cfg.arms.items()}, "capacities": cfg.capacities, "plan": plan,
+        "eval_steps": cfg.eval_steps, "analysis": cfg.analysis, "train": cfg.train, "evaluation": cfg.evaluation,
+        "jobs": cfg.jobs, "threads": cfg.threads,
         "sessions": [*sessions, session],
     })
 
@@ -335,17 +308,9 @@ def run_study(
     executor = make_executor(launcher, out / JOBS, cfg)
     started = time.perf_counter()
     session: dict[str, Any] = {
-        "id": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": command,
-        "launcher": launcher,
-        "machine": machine_info(),
-        "planned": [s.run_id for s in specs],
-        "skipped": [s.run_id for s in done],
-        "trained": [],
-        "failed": {},
-        "wall_seconds": 0.0,
-        "complete": False,
-        "notes": notes,
+        "id": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command, "launcher": launcher,
+        "machine": machine_info(), "planned": [s.run_id for s in specs], "skipped": [s.run_id for s in done],
+        "trained": [], "failed": {}, "wall_seconds": 0.0, "complete": False, "notes": notes,
     }
     _update_study_json(out, cfg, session)
     log(f"study {cfg.path} profile {cfg.profile}: {len(specs)} runs, {len(done)} finished, {len(todo)} to run "

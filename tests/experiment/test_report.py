@@ -100,7 +100,7 @@ def test_holm_can_undecide_what_one_test_alone_would_decide(tmp_path):
 
 def test_the_report_is_short_and_the_answer_at_most_five_sentences(tmp_path):
     offsets = {REF: 0.0, f"grayscale@{LM}": 0.01, f"magnitude@{LM}": -0.2, f"rgb_turbo@{LM}": -0.1,
-               f"rgb_turbo@same": -0.3, f"gray_rgb@{LM}": 0.0, f"rgb_viridis@{LM}": 0.05}
+               "rgb_turbo@same": -0.3, f"gray_rgb@{LM}": 0.0, f"rgb_viridis@{LM}": 0.05}
     s = load_study(fake_study(tmp_path / "s", offsets, seed_noise=0.01, item_noise=0.05))
     text, data = report.build_report(s, "python -m dereverb.study --report-only")
     assert len(text.splitlines()) <= 300
