@@ -14,7 +14,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +24,6 @@ from dereverb.atomic import write_atomic
 from dereverb.evaluation.intervals import bootstrap_diff
 from dereverb.signals.metrics import ALL_METRICS as METRICS
 from dereverb.signals.metrics import DIGITS, LABELS
-
-__all__ = [
-    "ALL",
-    "BANDS",
-    "BAND_EDGES",
-    "OUTPUT_FILES",
-    "REFERENCES",
-    "ci_csv",
-    "plot_vs_t60",
-    "rows_csv",
-    "summarize",
-    "t60_band",
-    "table_csv",
-    "to_json",
-    "to_markdown",
-    "write_outputs",
-]
 
 #: Upper edges (s) of the T60 bands; the last band is open. The one definition of the bands.
 BAND_EDGES: tuple[float, ...] = (0.4, 0.7, 1.0)
@@ -65,11 +48,11 @@ def _finite_mean(values: Sequence[float]) -> tuple[float, int]:
     return (float(arr.mean()) if arr.size else math.nan), int(arr.size)
 
 
-def _ordered_unique(values: Iterable[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for v in values:
-        seen.setdefault(v, None)
-    return list(seen)
+def _is_finite(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def summarize(
@@ -90,7 +73,7 @@ def summarize(
       reference: ``n`` (items scored by both), ``mean`` (of system - reference), ``lo``, ``hi``
       (95 % percentile bootstrap, ``n_boot`` resamples, ``seed``).
     """
-    systems = _ordered_unique(str(r["system"]) for r in rows)
+    systems = list(dict.fromkeys(str(r["system"]) for r in rows))
     present = [m for m in metrics if any(_is_finite(r.get(m)) for r in rows)]
     has_t60 = any(t60_band(r.get("t60")) is not None for r in rows)
     bands = [*BANDS, ALL] if has_t60 else [ALL]
@@ -130,34 +113,10 @@ def summarize(
                     r_ = [by[ref][m][b][i] for i in common]
                     mean, lo, hi = bootstrap_diff(a, r_, n=n_boot, seed=seed)
                     n = int(np.sum(np.isfinite(a) & np.isfinite(r_))) if common else 0
-                    ci.append(
-                        {
-                            "system": s,
-                            "reference": ref,
-                            "band": b,
-                            "metric": m,
-                            "n": n,
-                            "mean": mean,
-                            "lo": lo,
-                            "hi": hi,
-                        }
-                    )
-    return {
-        "systems": systems,
-        "metrics": present,
-        "bands": bands,
-        "table": table,
-        "ci": ci,
-        "n_boot": n_boot,
-        "seed": seed,
-    }
-
-
-def _is_finite(v: Any) -> bool:
-    try:
-        return v is not None and math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
+                    ci.append({"system": s, "reference": ref, "band": b, "metric": m, "n": n,
+                               "mean": mean, "lo": lo, "hi": hi})
+    return {"systems": systems, "metrics": present, "bands": bands, "table": table, "ci": ci,
+            "n_boot": n_boot, "seed": seed}
 
 
 # ----------------------------------------------------------------------------- formats
@@ -168,23 +127,14 @@ def _fmt(v: Any, metric: str, signed: bool = False) -> str:
 
 
 def _cell(summary: Mapping[str, Any], system: str, band: str) -> Mapping[str, Any]:
-    for e in summary["table"]:
-        if e["system"] == system and e["band"] == band:
-            return e
-    return {}
+    return next((e for e in summary["table"] if e["system"] == system and e["band"] == band), {})
 
 
 def _band_n(summary: Mapping[str, Any], band: str) -> int:
     return max((e["n"] for e in summary["table"] if e["band"] == band), default=0)
 
 
-def _band_title(band: str) -> str:
-    return band if band == ALL else f"T60 {band} s"
-
-
-def to_markdown(
-    summary: Mapping[str, Any], title: str = "Evaluation", notes: Sequence[str] = ()
-) -> str:
+def to_markdown(summary: Mapping[str, Any], title: str = "Evaluation", notes: Sequence[str] = ()) -> str:
     """The summary as Markdown: all-items means, one band table per metric, CI tables."""
     metrics, systems, bands = summary["metrics"], summary["systems"], summary["bands"]
     out = [f"# {title}", ""]
@@ -196,36 +146,24 @@ def to_markdown(
     out.append("|---|---:|" + "---:|" * len(metrics))
     for s in systems:
         e = _cell(summary, s, ALL)
-        out.append(
-            f"| {s} | {e.get('n', 0)} | " + " | ".join(_fmt(e.get(m), m) for m in metrics) + " |"
-        )
+        out.append(f"| {s} | {e.get('n', 0)} | " + " | ".join(_fmt(e.get(m), m) for m in metrics) + " |")
     out.append("")
     if len(bands) > 1:
         out += ["## By T60 band (mean per band; n = items in the band)", ""]
         for m in metrics:
             out += [f"### {LABELS.get(m, m)}", ""]
-            out.append(
-                "| system | "
-                + " | ".join(f"{_band_title(b)} (n={_band_n(summary, b)})" for b in bands)
-                + " |"
-            )
+            titles = [b if b == ALL else f"T60 {b} s" for b in bands]
+            out.append("| system | " + " | ".join(f"{t} (n={_band_n(summary, b)})" for t, b in zip(titles, bands,
+                                                                                               strict=True)) + " |")
             out.append("|---|" + "---:|" * len(bands))
             for s in systems:
-                out.append(
-                    f"| {s} | "
-                    + " | ".join(_fmt(_cell(summary, s, b).get(m), m) for b in bands)
-                    + " |"
-                )
+                out.append(f"| {s} | " + " | ".join(_fmt(_cell(summary, s, b).get(m), m) for b in bands) + " |")
             out.append("")
-    refs = _ordered_unique(c["reference"] for c in summary["ci"])
-    for ref in refs:
-        out += [
-            f"## Difference to {ref}: mean [95% CI], all items",
-            "",
-            f"Paired bootstrap over items ({summary['n_boot']} resamples, seed {summary['seed']}); "
-            "an interval that excludes 0 is a difference these items support.",
-            "",
-        ]
+    all_ci = {(c["system"], c["reference"], c["metric"]): c for c in summary["ci"] if c["band"] == ALL}
+    for ref in dict.fromkeys(c["reference"] for c in summary["ci"]):
+        out += [f"## Difference to {ref}: mean [95% CI], all items", "",
+                f"Paired bootstrap over items ({summary['n_boot']} resamples, seed {summary['seed']}); "
+                "an interval that excludes 0 is a difference these items support.", ""]
         out.append("| system | " + " | ".join(f"Δ {LABELS.get(m, m)}" for m in metrics) + " |")
         out.append("|---|" + "---:|" * len(metrics))
         for s in systems:
@@ -233,22 +171,9 @@ def to_markdown(
                 continue
             cells = []
             for m in metrics:
-                c = next(
-                    (
-                        c
-                        for c in summary["ci"]
-                        if c["system"] == s
-                        and c["reference"] == ref
-                        and c["band"] == ALL
-                        and c["metric"] == m
-                    ),
-                    None,
-                )
-                cells.append(
-                    "–"
-                    if c is None or not _is_finite(c["mean"])
-                    else f"{_fmt(c['mean'], m, True)} [{_fmt(c['lo'], m, True)}, {_fmt(c['hi'], m, True)}]"
-                )
+                c = all_ci.get((s, ref, m))
+                cells.append("–" if c is None or not _is_finite(c["mean"]) else
+                             f"{_fmt(c['mean'], m, True)} [{_fmt(c['lo'], m, True)}, {_fmt(c['hi'], m, True)}]")
             out.append(f"| {s} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
@@ -259,9 +184,7 @@ def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow(
-            {k: ("" if not _is_finite(v) and isinstance(v, float) else v) for k, v in r.items()}
-        )
+        w.writerow({k: ("" if not _is_finite(v) and isinstance(v, float) else v) for k, v in r.items()})
     return buf.getvalue()
 
 
@@ -273,15 +196,12 @@ def table_csv(summary: Mapping[str, Any]) -> str:
 
 def ci_csv(summary: Mapping[str, Any]) -> str:
     """One line per (system, reference, band, metric) interval."""
-    return _csv_text(
-        summary["ci"], ["system", "reference", "band", "metric", "n", "mean", "lo", "hi"]
-    )
+    return _csv_text(summary["ci"], ["system", "reference", "band", "metric", "n", "mean", "lo", "hi"])
 
 
 def rows_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     """The per-item rows (all keys, first-seen order)."""
-    cols = _ordered_unique(k for r in rows for k in r)
-    return _csv_text(rows, cols)
+    return _csv_text(rows, list(dict.fromkeys(k for r in rows for k in r)))
 
 
 def _jsonable(v: Any) -> Any:
@@ -319,9 +239,7 @@ def plot_vs_t60(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    wanted = [m for m in metrics if m in summary["metrics"]] or [
-        m for m in ("srmr",) if m in summary["metrics"]
-    ]
+    wanted = [m for m in metrics if m in summary["metrics"]] or [m for m in ("srmr",) if m in summary["metrics"]]
     if not wanted or not rows:
         return None
     systems = summary["systems"]
@@ -331,11 +249,8 @@ def plot_vs_t60(
     for ax, m in zip(axes[0], wanted, strict=True):
         if has_t60:
             for k, s in enumerate(systems):
-                pts = [
-                    (float(r["t60"]), float(r[m]))
-                    for r in rows
-                    if r["system"] == s and _is_finite(r.get("t60")) and _is_finite(r.get(m))
-                ]
+                pts = [(float(r["t60"]), float(r[m])) for r in rows
+                       if r["system"] == s and _is_finite(r.get("t60")) and _is_finite(r.get(m))]
                 if not pts:
                     continue
                 t, v = np.array(pts).T
@@ -369,13 +284,7 @@ def plot_vs_t60(
 # ----------------------------------------------------------------------------- all outputs
 #: The files :func:`write_outputs` writes into its folder.
 OUTPUT_FILES: tuple[str, ...] = (
-    "results.md",
-    "results.csv",
-    "results_ci.csv",
-    "results.json",
-    "per_item.csv",
-    "pesq_stoi_vs_t60.png",
-)
+    "results.md", "results.csv", "results_ci.csv", "results.json", "per_item.csv", "pesq_stoi_vs_t60.png")
 
 
 def write_outputs(

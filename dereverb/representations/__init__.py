@@ -10,7 +10,7 @@ One module per family; importing it registers its representations (``@register``
 
 # isort: off
 # Import order is registration order, which is the order ``names()`` lists.
-from dereverb.representations.base import ACTIVATIONS, Representation, build, lookup, names
+from dereverb.representations.base import Representation, build, lookup, names
 from dereverb.representations.scalar import Grayscale, LogMagnitude, Magnitude, PowerLaw
 from dereverb.representations.colormap import Colormap
 from dereverb.representations.image_codec import IMAGE_FORMATS, ImageCodec
@@ -21,7 +21,7 @@ from dereverb.representations.plot import DEMO_SET, db_error, main
 # isort: on
 
 __all__ = [
-    "ACTIVATIONS", "DEMO_SET", "IMAGE_FORMATS", "Colormap", "Grayscale", "ImageCodec", "LearnedPcen",
+    "DEMO_SET", "IMAGE_FORMATS", "Colormap", "Grayscale", "ImageCodec", "LearnedPcen",
     "LearnedPower", "LearnedRepresentation", "LogMagnitude", "Magnitude", "Pcen", "PowerLaw", "Representation",
     "Stacked", "build", "db_error", "frozen", "lookup", "main", "names",
 ]

@@ -12,13 +12,7 @@ representation has ``channels`` and ``output_activation`` (``"sigmoid"`` for [0,
 
 Everything runs in float32 with autocast disabled, on whatever device the tensors are on.
 Magnitudes are ``|STFT|`` with the Nyquist bin dropped (``dereverb.signals.dsp.magnitude``).
-
-Round trips (see docs/representations.md for measured numbers): ``magnitude``,
-``log_magnitude``, ``pcen``, ``learned_power`` and ``learned_pcen`` invert to float
-precision; ``grayscale``/``colormap`` clip to
-``[ref - dynamic_range, ref]`` dB, so magnitudes below the range decode to the floor
-``10**((ref - dynamic_range) / 20)``, and ``levels`` quantise inside it. Decoding a colour
-image is not differentiable (nearest lookup-table colour); the others are.
+Round-trip errors of every representation are measured in docs/representations.md.
 
 A new representation is one module in this package: subclass :class:`Representation`,
 decorate it with ``@register``, and import the module in ``__init__``. Representations with
@@ -38,7 +32,6 @@ from typing import Any, TypeVar
 import torch
 
 Ctx = dict[str, torch.Tensor]
-ACTIVATIONS: tuple[str, ...] = ("sigmoid", "identity", "softplus")
 
 
 def _float32(fn: Callable) -> Callable:

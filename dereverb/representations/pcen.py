@@ -127,19 +127,6 @@ def pcen_unmap(p: torch.Tensor, m: torch.Tensor, gain: Param, bias: Param, power
     return gained * torch.exp(gain * torch.log(eps + m.clamp_min(0)))
 
 
-def pcen_forward(mag: torch.Tensor, m: torch.Tensor, cfg: PcenConfig) -> torch.Tensor:
-    """PCEN of ``mag (B, F, N)`` given the smoother ``m (B, F, N)`` -> ``(B, F, N)`` >= 0."""
-    return pcen_map(mag, m, cfg.gain, cfg.bias, cfg.power, cfg.eps)
-
-
-def pcen_inverse(p: torch.Tensor, m: torch.Tensor, cfg: PcenConfig) -> torch.Tensor:
-    """Magnitude from PCEN ``p (B, F, N)`` and the smoother ``m`` it was made with -> ``(B, F, N)``.
-
-    Negative inputs (a network output below 0) clamp to 0, i.e. to silence.
-    """
-    return pcen_unmap(p, m, cfg.gain, cfg.bias, cfg.power, cfg.eps)
-
-
 @register
 class Pcen(Representation):
     """Per-channel energy normalisation (librosa defaults; ``init`` of the smoother, see :func:`smoother`).
@@ -165,8 +152,8 @@ class Pcen(Representation):
             m = _need(ctx, "M", self.name, tuple(mag.shape))
         else:
             m = smoother(mag.clamp_min(0), self.cfg.smoothing, self.init).detach()
-        return pcen_forward(mag, m, self.cfg).unsqueeze(1), {"M": m}
+        return pcen_map(mag, m, self.gain, self.bias, self.power, self.eps).unsqueeze(1), {"M": m}
 
     def _decode(self, x, ctx):
         b, _, f, n = x.shape
-        return pcen_inverse(x[:, 0], _need(ctx, "M", self.name, (b, f, n)), self.cfg)
+        return pcen_unmap(x[:, 0], _need(ctx, "M", self.name, (b, f, n)), self.gain, self.bias, self.power, self.eps)

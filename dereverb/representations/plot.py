@@ -164,18 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.seconds > 0:
         return fail(f"--seconds must be > 0, got {args.seconds}")
     t0 = time.perf_counter()
-    import soundfile as sf
+    from dereverb.signals.audio import AudioError, read_audio
 
     def read(path: Path, what: str) -> np.ndarray | str:
+        """``(C, L)`` float32 samples, or the one-line reason they cannot be used."""
         try:
-            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as exc:  # soundfile raises several types; one clear line either way
-            return f"cannot read {what} {path}: {exc}"
-        if sr != 16000:
-            return f"{what} {path} is {sr} Hz; this demo needs 16 kHz audio (resample it first)"
-        if data.size == 0 or not np.isfinite(data).all():
-            return f"{what} {path} is empty or has non-finite samples"
-        return data
+            data, sr = read_audio(path)
+        except AudioError as exc:
+            return f"cannot read {what} {exc}"
+        return data if sr == 16000 else f"{what} {path} is {sr} Hz; this demo needs 16 kHz audio (resample it first)"
 
     if args.audio is None:
         wave, label = demo_signal(seconds=min(args.seconds, 3.0)), "synthetic reverberant harmonic chirp"
@@ -183,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = read(args.audio, "--audio")
         if isinstance(data, str):
             return fail(data)
-        wave = data.mean(axis=1)[: int(args.seconds * 16000)]
+        wave = data.mean(axis=0)[: int(args.seconds * 16000)]
         label = f"{args.audio.name} (first {wave.size / 16000:.2f} s)"
     if args.rir is not None:
         rir = read(args.rir, "--rir")
@@ -191,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fail(rir)
         from scipy.signal import fftconvolve
 
-        wave = fftconvolve(wave, rir[:, 0])[: wave.size]
+        wave = fftconvolve(wave, rir[0])[: wave.size]
         wave = 0.5 * wave / max(float(np.abs(wave).max()), 1e-9)
         label += f" * {args.rir.name}"
     mag = _spectrogram(np.ascontiguousarray(wave, dtype=np.float32))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dereverb import representations as R
+from dereverb.models.dereverber import ACTIVATIONS
 from tests.representations.conftest import HALF_STEP_DB, db_err
 
 ALL_DEFAULTS = R.names()
@@ -15,7 +16,7 @@ ALL_DEFAULTS = R.names()
 @pytest.mark.parametrize("name", ALL_DEFAULTS)
 def test_shapes_dtypes_channels(name, reverb_mag):
     rep = R.build(name)
-    assert rep.output_activation in R.ACTIVATIONS
+    assert rep.output_activation in ACTIVATIONS  # the activations the Dereverber applies
     with torch.autocast("cpu", dtype=torch.bfloat16):  # must be ignored: DSP stays float32
         x, ctx = rep.encode(reverb_mag.double())
         mag = rep.decode(x, ctx)
