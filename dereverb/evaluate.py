@@ -22,7 +22,6 @@ Exit codes (:mod:`dereverb.cli_errors`): 0 done, 2 bad input or usage (one line 
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 import traceback
@@ -40,7 +39,6 @@ from dereverb.cli_errors import (
     EXIT_USAGE,
     parse_one_line,
     unwritable_reason,
-    usage_error,
 )
 from dereverb.data.rooms import RirError
 from dereverb.data.sources import (
@@ -64,19 +62,16 @@ from dereverb.signals.dsp import PHASE_METHODS
 __all__ = ["OUTPUT_FILES", "build_parser", "main", "parse_args", "run"]
 
 PROG = "python -m dereverb.evaluate"
-#: Old spellings refused with a hint: flag -> message.
-RENAMED = {"--target": "--target was renamed --clean-target (the clean reference: dry or early)"}
 #: Exception types that mean bad input (a file, folder or setting), not a bug.
 INPUT_ERRORS = (EvaluationError, AudioError, CheckpointError, DeviceError, CorpusError, RirError)
 
 
 # ============================================================================ parser
 class _HelpFormatter(DefaultHelpFormatter):
-    """jsonargparse's help with ``Path`` instead of ``<class 'Path'>``."""
+    """jsonargparse's help with a class's name (``Path``) instead of ``<class 'Path'>``."""
 
     def _get_type_str(self, action: Any) -> str | None:
-        text = super()._get_type_str(action)
-        return None if text is None else re.sub(r"<class '(?:[\w]+\.)*(\w+)'>", r"\1", text)
+        return action.type.__name__ if isinstance(action.type, type) else super()._get_type_str(action)
 
 
 def build_parser() -> ArgumentParser:
@@ -103,14 +98,7 @@ def build_parser() -> ArgumentParser:
         help="comma-separated: reverberant, wpe, oracle_reverb_phase, oracle_gl, oracle_gl_warm; "
         "'oracle' = the three oracles, 'all', or 'none'",
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        type=Path,
-        metavar="OUTDIR",
-        help="folder for tables and plot",
-    )
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="folder for tables and plot")
     src = p.add_argument_group("source (default: the DataModule's test split with its defaults)")
     ex = src.add_mutually_exclusive_group()
     ex.add_argument(
@@ -120,14 +108,9 @@ def build_parser() -> ArgumentParser:
         help="training config whose data: section defines the test split",
     )
     ex.add_argument(
-        "--paired",
-        type=Path,
-        metavar="FOLDER",
-        help="FOLDER/reverb/* and FOLDER/clean/* with the same names",
+        "--paired", type=Path, metavar="FOLDER", help="FOLDER/reverb/* and FOLDER/clean/* with the same names"
     )
-    ex.add_argument(
-        "--unpaired", type=Path, metavar="FOLDER", help="real reverberant recordings (SRMR only)"
-    )
+    ex.add_argument("--unpaired", type=Path, metavar="FOLDER", help="real reverberant recordings (SRMR only)")
     src.add_argument(
         "--speech",
         type=str,
@@ -168,18 +151,10 @@ def build_parser() -> ArgumentParser:
         "first 50 ms of the room)",
     )
     src.add_argument(
-        "--rir-channel",
-        type=int,
-        default=0,
-        metavar="C",
-        help="measured source: channel of multi-channel RIR files",
+        "--rir-channel", type=int, default=0, metavar="C", help="measured source: channel of multi-channel RIR files"
     )
     src.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        metavar="N",
-        help="measured source: item seed (and the speech split seed)",
+        "--seed", type=int, default=0, metavar="N", help="measured source: item seed (and the speech split seed)"
     )
     src.add_argument(
         "--sample-rate",
@@ -190,67 +165,32 @@ def build_parser() -> ArgumentParser:
     )
     m = p.add_argument_group("systems and metrics")
     m.add_argument(
-        "--device",
-        type=str,
-        default="cpu",
-        metavar="DEV",
-        help="device for checkpoints: cpu, cuda, cuda:N or auto",
+        "--device", type=str, default="cpu", metavar="DEV", help="device for checkpoints: cpu, cuda, cuda:N or auto"
     )
     m.add_argument(
-        "--phase",
-        choices=PHASE_METHODS,
-        help="override the checkpoints' phase recovery (null: each model's own)",
+        "--phase", choices=PHASE_METHODS, help="override the checkpoints' phase recovery (null: each model's own)"
     )
     m.add_argument(
-        "--model-gl-iters",
-        type=NonNegativeInt,
-        metavar="N",
-        help="override the checkpoints' Griffin-Lim iterations",
+        "--model-gl-iters", type=NonNegativeInt, metavar="N", help="override the checkpoints' Griffin-Lim iterations"
     )
     m.add_argument(
-        "--gl-iters",
-        type=PositiveInt,
-        default=32,
-        metavar="N",
-        help="Griffin-Lim iterations of the oracles",
+        "--gl-iters", type=PositiveInt, default=32, metavar="N", help="Griffin-Lim iterations of the oracles"
     )
     m.add_argument(
-        "--wpe-taps",
-        type=PositiveInt,
-        default=10,
-        metavar="N",
-        help="WPE prediction filter length (frames)",
+        "--wpe-taps", type=PositiveInt, default=10, metavar="N", help="WPE prediction filter length (frames)"
     )
-    m.add_argument(
-        "--wpe-delay",
-        type=NonNegativeInt,
-        default=3,
-        metavar="N",
-        help="WPE prediction delay (frames)",
-    )
-    m.add_argument(
-        "--wpe-iterations", type=PositiveInt, default=5, metavar="N", help="WPE iterations"
-    )
+    m.add_argument("--wpe-delay", type=NonNegativeInt, default=3, metavar="N", help="WPE prediction delay (frames)")
+    m.add_argument("--wpe-iterations", type=PositiveInt, default=5, metavar="N", help="WPE iterations")
     m.add_argument(
         "--srmr",
         choices=SRMR_MODES,
         default="full",
         help="SRMR: full (reference), fast (FFT gammatone approximation, ~10x faster, other scale) or none",
     )
-    m.add_argument(
-        "--bootstrap",
-        type=PositiveInt,
-        default=2000,
-        metavar="N",
-        help="paired-bootstrap resamples",
-    )
+    m.add_argument("--bootstrap", type=PositiveInt, default=2000, metavar="N", help="paired-bootstrap resamples")
+    p.add_argument("--cache-dir", type=Path, metavar="FOLDER", help="score cache (null: OUTDIR/cache)")
     p.add_argument(
-        "--cache-dir", type=Path, metavar="FOLDER", help="score cache (null: OUTDIR/cache)"
-    )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="rewrite the tables of an existing OUTDIR (cached scores are reused)",
+        "--force", action="store_true", help="rewrite the tables of an existing OUTDIR (cached scores are reused)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -259,25 +199,17 @@ def build_parser() -> ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> Namespace:
     """Parse ``argv`` (default ``sys.argv[1:]``); a usage error prints one line and exits 2."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    for arg in argv:
-        if (old := arg.split("=", 1)[0]) in RENAMED:
-            usage_error(PROG, RENAMED[old])
-    return parse_one_line(build_parser(), argv)
+    return parse_one_line(build_parser(), list(sys.argv[1:] if argv is None else argv))
 
 
 # ============================================================================ run
 def _check_args(args: Namespace) -> None:
     if (args.paired or args.unpaired) and (args.speech or args.rirs):
-        raise EvaluationError(
-            "--speech/--rirs cannot be combined with --paired/--unpaired; pick one source"
-        )
+        raise EvaluationError("--speech/--rirs cannot be combined with --paired/--unpaired; pick one source")
     for c in args.ckpt:
         # "pretrained" -> the shipped bundle (a one-line CheckpointError when not installed).
         if not resolve_checkpoint(c).exists():
-            raise EvaluationError(
-                f"--ckpt {c}: checkpoint not found; pass a .ckpt file written by dereverb.train"
-            )
+            raise EvaluationError(f"--ckpt {c}: checkpoint not found; pass a .ckpt file written by dereverb.train")
     for flag, folder in (("--paired", args.paired), ("--unpaired", args.unpaired)):
         if folder is not None and not folder.is_dir():
             raise EvaluationError(f"{flag} {folder}: folder not found")
@@ -285,9 +217,7 @@ def _check_args(args: Namespace) -> None:
         if v and v not in ("synthetic", "simulated") and not Path(v).is_dir():
             raise EvaluationError(f"{flag} {v}: folder not found")
     if args.speech == "simulated" or args.rirs == "synthetic":
-        raise EvaluationError(
-            "--speech takes a folder or 'synthetic'; --rirs takes a folder or 'simulated'"
-        )
+        raise EvaluationError("--speech takes a folder or 'synthetic'; --rirs takes a folder or 'simulated'")
     existing = [f for f in OUTPUT_FILES if (args.output / f).exists()]
     if existing and not args.force:
         raise EvaluationError(
@@ -359,13 +289,7 @@ def run(args: Namespace) -> int:
     t0 = time.perf_counter()
     stats: dict[str, int] = {}
     rows = evaluate_systems(
-        items,
-        systems,
-        sample_rate,
-        cache_dir,
-        srmr=args.srmr,
-        progress=not args.no_progress,
-        stats=stats,
+        items, systems, sample_rate, cache_dir, srmr=args.srmr, progress=not args.no_progress, stats=stats
     )
     if not rows:
         raise EvaluationError("no scores: every system needs a clean reference these items lack")
@@ -388,16 +312,10 @@ def run(args: Namespace) -> int:
         "bootstrap": args.bootstrap,
         "stats": stats,
         "seconds": elapsed,
-        "checkpoints": {
-            n: str(s.path) for n, s in systems.items() if isinstance(s, CheckpointSystem)
-        },
-        "command": f"{PROG} " + " ".join(sys.argv[1:])
-        if sys.argv[0].endswith("evaluate.py")
-        else None,
+        "checkpoints": {n: str(s.path) for n, s in systems.items() if isinstance(s, CheckpointSystem)},
+        "command": f"{PROG} " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("evaluate.py") else None,
     }
-    md = write_outputs(
-        out, rows, summary, meta, title="Dereverberation evaluation", notes=all_notes
-    )
+    md = write_outputs(out, rows, summary, meta, title="Dereverberation evaluation", notes=all_notes)
     print(md.split("## By T60 band")[0].rstrip())
     print(f"\nwrote {out}/" + ", ".join(OUTPUT_FILES))
     return EXIT_OK
