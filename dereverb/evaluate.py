@@ -68,10 +68,10 @@ INPUT_ERRORS = (EvaluationError, AudioError, CheckpointError, DeviceError, Corpu
 
 # ============================================================================ parser
 class _HelpFormatter(DefaultHelpFormatter):
-    """jsonargparse's help with a class's name (``Path``) instead of ``<class 'Path'>``."""
+    """jsonargparse's help without the type (``<class 'Path'>``): each flag's metavar says what it takes."""
 
-    def _get_type_str(self, action: Any) -> str | None:
-        return action.type.__name__ if isinstance(action.type, type) else super()._get_type_str(action)
+    def _get_type_str(self, action: Any) -> None:
+        return None
 
 
 def build_parser() -> ArgumentParser:
