@@ -70,14 +70,6 @@ def test_help(capsys: pytest.CaptureFixture) -> None:
     assert "<class" not in out
 
 
-def test_old_target_flag_is_refused_with_the_new_spelling(
-    capsys: pytest.CaptureFixture, tmp_path: Path
-) -> None:
-    for argv in (["--target", "early"], ["--target=dry"]):
-        line = _usage_error(capsys, "-o", tmp_path / "out", *argv)
-        assert "--target was renamed --clean-target (the clean reference: dry or early)" in line
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
