@@ -46,24 +46,6 @@ from dereverb.models.checkpoints import (
 )
 from dereverb.signals import dsp
 
-__all__ = [
-    "GROUPS",
-    "NAMES",
-    "ORACLES",
-    "CheckpointSystem",
-    "EvaluationError",
-    "OracleMagnitude",
-    "Reverberant",
-    "System",
-    "Wpe",
-    "build_baselines",
-    "build_systems",
-    "checkpoint_names",
-    "make_baseline",
-    "needs_clean",
-    "parse_names",
-]
-
 #: Bump when a baseline's output changes for the same settings (invalidates cached scores).
 BASELINES_VERSION = 1
 ORACLES = ("oracle_reverb_phase", "oracle_gl", "oracle_gl_warm")
@@ -75,9 +57,7 @@ GROUPS = {"oracle": ORACLES, "all": NAMES}
 class System(Protocol):
     """What the evaluation calls: ``(reverb (B, L), sample_rate, clean (B, L) | None) -> (B, L)``."""
 
-    def __call__(
-        self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None
-    ) -> torch.Tensor: ...
+    def __call__(self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
 def _check_input(reverb: torch.Tensor, clean: torch.Tensor | None, name: str) -> torch.Tensor:
@@ -85,9 +65,7 @@ def _check_input(reverb: torch.Tensor, clean: torch.Tensor | None, name: str) ->
         shape = tuple(reverb.shape) if hasattr(reverb, "shape") else type(reverb).__name__
         raise ValueError(f"{name}: reverb must be a (B, L) tensor, got {shape}")
     if clean is not None and tuple(clean.shape) != tuple(reverb.shape):
-        raise ValueError(
-            f"{name}: clean {tuple(clean.shape)} must have the shape of reverb {tuple(reverb.shape)}"
-        )
+        raise ValueError(f"{name}: clean {tuple(clean.shape)} must have the shape of reverb {tuple(reverb.shape)}")
     return reverb
 
 
@@ -109,9 +87,7 @@ class Reverberant(_Settings):
     name: str = "reverberant"
     needs_clean = False
 
-    def __call__(
-        self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def __call__(self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None) -> torch.Tensor:
         return _check_input(reverb, clean, self.name).float().clone()
 
 
@@ -141,30 +117,18 @@ class Wpe(_Settings):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"wpe: {key} must be >= 1, got {getattr(self, key)}")
         if self.delay < 0 or self.psd_context < 0:
-            raise ValueError(
-                f"wpe: delay and psd_context must be >= 0, got {self.delay}, {self.psd_context}"
-            )
+            raise ValueError(f"wpe: delay and psd_context must be >= 0, got {self.delay}, {self.psd_context}")
 
-    def __call__(
-        self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def __call__(self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None) -> torch.Tensor:
         from nara_wpe.wpe import wpe
 
         reverb = _check_input(reverb, clean, self.name)
-        cfg = dsp.StftConfig(
-            sample_rate=int(sample_rate), n_fft=self.n_fft, hop_length=self.hop_length
-        )
+        cfg = dsp.StftConfig(sample_rate=int(sample_rate), n_fft=self.n_fft, hop_length=self.hop_length)
         spec = dsp.stft(reverb.detach().float().cpu(), cfg)  # (B, F+1, N)
         # nara_wpe wants (..., D, T): one channel (D = 1) per item and frequency, batched over
         # (B, F+1). complex128: the per-bin correlation solves are ill-conditioned in complex64.
         y = spec.numpy().astype(np.complex128)[:, :, None, :]
-        x = wpe(
-            y,
-            taps=self.taps,
-            delay=self.delay,
-            iterations=self.iterations,
-            psd_context=self.psd_context,
-        )
+        x = wpe(y, taps=self.taps, delay=self.delay, iterations=self.iterations, psd_context=self.psd_context)
         out_spec = torch.from_numpy(np.ascontiguousarray(x[:, :, 0, :]).astype(np.complex64))
         out = dsp.istft(out_spec, cfg, reverb.shape[-1])
         return out.to(reverb.device)
@@ -186,21 +150,15 @@ class OracleMagnitude(_Settings):
 
     def __post_init__(self) -> None:
         if self.phase not in dsp.PHASE_METHODS:
-            raise ValueError(
-                f"{self.name}: phase must be one of {dsp.PHASE_METHODS}, got {self.phase!r}"
-            )
+            raise ValueError(f"{self.name}: phase must be one of {dsp.PHASE_METHODS}, got {self.phase!r}")
         if self.n_iter < 0:
             raise ValueError(f"{self.name}: n_iter must be >= 0, got {self.n_iter}")
 
-    def __call__(
-        self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def __call__(self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None) -> torch.Tensor:
         reverb = _check_input(reverb, clean, self.name)
         if clean is None:
             raise ValueError(f"{self.name}: an oracle needs the clean reference; pass clean (B, L)")
-        cfg = dsp.StftConfig(
-            sample_rate=int(sample_rate), n_fft=self.n_fft, hop_length=self.hop_length
-        )
+        cfg = dsp.StftConfig(sample_rate=int(sample_rate), n_fft=self.n_fft, hop_length=self.hop_length)
         reverb_spec = dsp.stft(reverb.float(), cfg)
         clean_mag = dsp.magnitude(dsp.stft(clean.to(reverb.device).float(), cfg))
         return dsp.reconstruct(
@@ -227,25 +185,11 @@ def make_baseline(
     if name == "reverberant":
         return Reverberant()
     if name == "wpe":
-        return Wpe(
-            taps=wpe_taps,
-            delay=wpe_delay,
-            iterations=wpe_iterations,
-            n_fft=n_fft,
-            hop_length=hop_length,
-        )
-    phases = {
-        "oracle_reverb_phase": "reverberant",
-        "oracle_gl": "griffinlim",
-        "oracle_gl_warm": "griffinlim-warm",
-    }
+        return Wpe(taps=wpe_taps, delay=wpe_delay, iterations=wpe_iterations, n_fft=n_fft, hop_length=hop_length)
+    phases = {"oracle_reverb_phase": "reverberant", "oracle_gl": "griffinlim", "oracle_gl_warm": "griffinlim-warm"}
     if name in phases:
-        return OracleMagnitude(
-            phase=phases[name], n_iter=gl_iters, n_fft=n_fft, hop_length=hop_length, name=name
-        )
-    raise ValueError(
-        f"unknown baseline {name!r}; choose from {', '.join(NAMES)} or the groups {', '.join(GROUPS)}"
-    )
+        return OracleMagnitude(phase=phases[name], n_iter=gl_iters, n_fft=n_fft, hop_length=hop_length, name=name)
+    raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(NAMES)} or the groups {', '.join(GROUPS)}")
 
 
 def parse_names(spec: str) -> list[str]:
@@ -268,9 +212,7 @@ def parse_names(spec: str) -> list[str]:
     return out
 
 
-def build_baselines(
-    spec: str = "reverberant,wpe,oracle", **options: int
-) -> dict[str, Callable[..., torch.Tensor]]:
+def build_baselines(spec: str = "reverberant,wpe,oracle", **options: int) -> dict[str, Callable[..., torch.Tensor]]:
     """Baselines by a comma-separated spec; ``oracle`` expands to the three oracles, ``all`` to
     every baseline. ``options`` go to :func:`make_baseline` (``wpe_taps``, ``gl_iters``, ...)."""
     return {n: make_baseline(n, **options) for n in parse_names(spec)}
@@ -309,20 +251,14 @@ class CheckpointSystem:
 
     @classmethod
     def load(
-        cls,
-        path: str | os.PathLike,
-        device: str = "cpu",
-        phase: str | None = None,
-        n_iter: int | None = None,
+        cls, path: str | os.PathLike, device: str = "cpu", phase: str | None = None, n_iter: int | None = None
     ) -> CheckpointSystem:
         try:
             p = resolve_checkpoint(path)  # "pretrained" -> the shipped model folder
         except CheckpointError as exc:
             raise EvaluationError(str(exc)) from exc
         if not p.exists():
-            raise EvaluationError(
-                f"--ckpt {p}: checkpoint not found; pass a .ckpt file written by dereverb.train"
-            )
+            raise EvaluationError(f"--ckpt {p}: checkpoint not found; pass a .ckpt file written by dereverb.train")
         try:
             model = load_model(p, resolve_device(device))
         except (CheckpointError, DeviceError) as exc:
@@ -333,9 +269,7 @@ class CheckpointSystem:
     def fingerprint(self) -> str:
         return f"checkpoint sha256={self.sha256} phase={self.phase} n_iter={self.n_iter}"
 
-    def __call__(
-        self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def __call__(self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None) -> torch.Tensor:
         # (B, L) rows go in as channels: processed independently, resampled if needed.
         x = reverb.detach().float().cpu().numpy()
         y = dereverberate(x, int(sample_rate), self.model, phase=self.phase, n_iter=self.n_iter)
@@ -363,9 +297,7 @@ def checkpoint_names(paths: Sequence[str | os.PathLike], taken: Iterable[str] = 
                 (
                     a.name
                     for a in p.parents
-                    if a.name
-                    and a.name != "checkpoints"
-                    and not re.fullmatch(r"version_\d+", a.name)
+                    if a.name and a.name != "checkpoints" and not re.fullmatch(r"version_\d+", a.name)
                 ),
                 stem,
             )
@@ -376,9 +308,7 @@ def checkpoint_names(paths: Sequence[str | os.PathLike], taken: Iterable[str] = 
     names: list[str] = []
     for raw, name in zip(paths, base, strict=True):
         if base.count(name) > 1 or name in taken_set:
-            version = next(
-                (a.name for a in Path(raw).parents if re.fullmatch(r"version_\d+", a.name)), None
-            )
+            version = next((a.name for a in Path(raw).parents if re.fullmatch(r"version_\d+", a.name)), None)
             if version:
                 name = f"{name}-{version}"
         candidate, k = name, 2
