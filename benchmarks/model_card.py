@@ -1,15 +1,20 @@
-"""Score the shipped pretrained model and write its model card's numbers.
+"""Score the shipped pretrained model on the test set and write its model card's numbers, or
+compare a candidate with the shipped model on the dev set (to choose a bundle).
 
     python benchmarks/model_card.py [--ckpt pretrained] [--out runs/model_card] [--measured-items 200] [--sim-items 200]
+    python benchmarks/model_card.py --dev-compare runs/x/last.ckpt [--out runs/dev_compare]
 
-Runs ``dereverb.evaluate`` twice — LibriSpeech's test speakers (never seen in training) x the
-measured rooms of ``../shared/data/rirs``, and the simulated test rooms of
-``configs/recipe.yaml`` — with the reverberant input, WPE and the three oracles beside the model,
-then prints one markdown block per set: the command and its runtime, the all-item means of
-every system, and the model's paired differences to the reverberant input and to WPE by T60
-band with their paired-bootstrap 95 % intervals (from evaluate's ``results.json`` and
-``results_ci.csv``; evaluate's full ``results.md`` is left in ``--out``). docs/pretrained.md
-quotes that output.
+The test set (configs/measured_rooms.yaml ``test``: LibriSpeech's test speakers, never seen in
+training, x measured rooms no model is chosen on), the earlier card's two rooms of
+``../shared/data/rirs`` alone, and the simulated test rooms of ``configs/recipe.yaml``, each
+through ``dereverb.evaluate`` with the reverberant input, WPE and the oracles beside the model;
+then the same test rooms at lower input levels (peak -20 and -40 dBFS) and with pink background
+noise (20 and 10 dB SNR). Prints one markdown block per set: the command and its runtime, the
+all-item means of every system, PESQ-WB/STOI by T60 band, the model's paired differences to the
+reverberant input and to WPE with paired-bootstrap 95 % intervals. docs/pretrained.md quotes it.
+
+``--dev-compare`` scores the candidate and the shipped model on the dev set only
+(benchmarks/recipe.py's :func:`dev_sets`) and prints the candidate minus the shipped model, paired.
 """
 
 from __future__ import annotations
@@ -23,19 +28,64 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 SPEECH = SHARED / "speech" / "librispeech-train-clean-100"
 MEASURED = SHARED / "rirs"
 CONFIG = REPO / "configs" / "recipe.yaml"
+ROOMS = REPO / "configs" / "measured_rooms.yaml"
+
+
+def test_rooms() -> str:
+    return ",".join(str(SHARED / p) for p in yaml.safe_load(ROOMS.read_text())["test"])
 
 
 def sets(args: argparse.Namespace) -> dict[str, list[str]]:
+    measured = ["--speech", str(SPEECH), "--speech-split", "test", "--segment-seconds", "4"]
+    n, sweep_n = ["--n-items", str(args.measured_items)], ["--n-items", str(args.sweep_items)]
     return {
-        "measured": ["--speech", str(SPEECH), "--rirs", str(MEASURED), "--speech-split", "test",
-                     "--n-items", str(args.measured_items), "--segment-seconds", "4"],
-        "simulated": ["--datamodule-config", str(CONFIG), "--speech", str(SPEECH), "--n-items", str(args.sim_items)],
+        "test measured rooms": [*measured, "--rirs", test_rooms(), *n],
+        "the earlier card's two rooms (rirs/)": [*measured, "--rirs", str(MEASURED), *n],
+        "simulated test rooms": ["--datamodule-config", str(CONFIG), "--speech", str(SPEECH), "--n-items", str(args.sim_items)],
+        "test measured rooms, input peak -20 dBFS": [*measured, "--rirs", test_rooms(), *sweep_n, "--level-db", "-20"],
+        "test measured rooms, input peak -40 dBFS": [*measured, "--rirs", test_rooms(), *sweep_n, "--level-db", "-40"],
+        "test measured rooms, pink noise 20 dB SNR": [*measured, "--rirs", test_rooms(), *sweep_n, "--snr-db", "20"],
+        "test measured rooms, pink noise 10 dB SNR": [*measured, "--rirs", test_rooms(), *sweep_n, "--snr-db", "10"],
     }
+
+
+def evaluate(ckpts: list[str], dest: Path, cache: Path, baselines: str, source: list[str]) -> str:
+    """Run ``dereverb.evaluate``; returns the command as a user would type it, with its runtime."""
+    cmd = [sys.executable, "-m", "dereverb.evaluate", "--ckpt", *ckpts, "--baselines", baselines,
+           "-o", str(dest), "--cache-dir", str(cache), "--force", "--no-progress", "--srmr", "none", *source]
+    t0 = time.time()
+    subprocess.run(cmd, check=True, cwd=REPO)
+    shown = " ".join(["python -m dereverb.evaluate", *cmd[3:]]).replace(str(REPO) + "/", "").replace(str(SHARED), "../shared/data")
+    return f"`{shown}` ({time.time() - t0:.0f} s)"
+
+
+def dev_compare(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from recipe import dev_sets, paired_table
+
+    from dereverb.evaluation.systems import checkpoint_names
+
+    ckpts = ["pretrained", args.dev_compare]
+    names = checkpoint_names(ckpts, taken=("reverberant",))
+    for set_name, source in dev_sets(args.measured_items, args.sim_items).items():
+        dest = Path(args.out) / set_name.replace(" ", "_")
+        shown = evaluate(ckpts, dest, Path(args.out) / "cache", "reverberant", source)
+        by_system: dict[str, dict[str, dict]] = {}
+        for r in csv.DictReader(open(dest / "per_item.csv")):
+            by_system.setdefault(r["system"], {})[r["id"]] = r
+        table = paired_table(by_system, {"shipped": names[0], "candidate": names[1], "reverberant": "reverberant"}, "shipped")
+        print(f"\n### {set_name}\n\n{shown}\n\n| system | PESQ-WB | Δ vs shipped [95 % CI] | STOI | Δ vs shipped [95 % CI] |\n|---|---|---|---|---|")
+        for label, e in table.items():
+            cells = [f"{e[m]['mean']:.3f} | " + ("–" if label == "shipped" else f"{e[m]['diff']:+.3f} [{e[m]['lo']:+.3f}, {e[m]['hi']:+.3f}]")
+                     for m in ("pesq", "stoi")]
+            print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -43,30 +93,31 @@ def main() -> None:
     ap.add_argument("--ckpt", default="pretrained")
     ap.add_argument("--out", default="runs/model_card")
     ap.add_argument("--measured-items", type=int, default=200)
+    ap.add_argument("--sweep-items", type=int, default=100, help="items of each level / noise condition")
     ap.add_argument("--sim-items", type=int, default=200)
     ap.add_argument("--baselines", default="reverberant,wpe,oracle")
+    ap.add_argument("--dev-compare", metavar="CKPT", help="score CKPT against the shipped model on the dev set instead")
     ap.add_argument("--tables-only", action="store_true", help="print the tables of an earlier run in --out, evaluate nothing")
     args = ap.parse_args()
-    if args.tables_only:
-        for name in ("measured", "simulated"):
-            if (Path(args.out) / name / "results_ci.csv").is_file():
-                print(f"\n### {name} rooms\n")
-                print(card_tables(Path(args.out) / name, model="pretrained" if args.ckpt == "pretrained" else None))
-        return
     if not SPEECH.is_dir() or not MEASURED.is_dir():
         raise SystemExit(f"error: {SPEECH} or {MEASURED} is absent; the model card is measured on them")
+    if args.dev_compare:
+        dev_compare(args)
+        return
     out = Path(args.out)
-    print(f"machine: {platform.machine()} CPU, {os.cpu_count()} cores, no GPU; Python {platform.python_version()}")
+    model = "pretrained" if args.ckpt == "pretrained" else None
+    if not args.tables_only:
+        print(f"machine: {platform.machine()} CPU, {os.cpu_count()} cores, no GPU; Python {platform.python_version()}")
     for name, source in sets(args).items():
-        dest = out / name
-        cmd = [sys.executable, "-m", "dereverb.evaluate", "--ckpt", args.ckpt, "--baselines", args.baselines,
-               "-o", str(dest), "--cache-dir", str(out / "cache"), "--force", "--no-progress", "--srmr", "none", *source]
-        t0 = time.time()
-        subprocess.run(cmd, check=True, cwd=REPO)
-        shown = " ".join(["python -m dereverb.evaluate", *cmd[3:]]).replace(str(REPO) + "/", "").replace(
-            str(SHARED), "../shared/data")
-        print(f"\n### {name} rooms\n\n`{shown}` ({time.time() - t0:.0f} s)\n")
-        print(card_tables(dest, model="pretrained" if args.ckpt == "pretrained" else None))
+        dest = out / name.replace(" ", "_").replace("'", "").replace("/", "").replace(",", "")
+        sweep = "dBFS" in name or "SNR" in name
+        if args.tables_only:
+            if (dest / "results_ci.csv").is_file():
+                print(f"\n### {name}\n\n{card_tables(dest, model=model)}")
+            continue
+        shown = evaluate([args.ckpt], dest, out / "cache", "reverberant,wpe" if sweep else args.baselines, source)
+        print(f"\n### {name}\n\n{shown}\n")
+        print(card_tables(dest, model=model))
 
 
 BAND_ORDER = ("<=0.4", "0.4-0.7", "0.7-1.0", ">1.0", "all")

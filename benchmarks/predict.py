@@ -1,71 +1,65 @@
-"""Inference speed: real-time factor of ``dereverberate`` on CPU (and GPU when present).
+"""Inference speed: real-time factor of ``dereverberate`` beside WPE on the same files.
 
-    python benchmarks/predict.py [--config configs/quickstart.yaml] [--seconds 60] [--iters 32]
+    python benchmarks/predict.py [--ckpt pretrained] [--files 20] [--seconds 6] [--iters 32 16 8]
 
-Builds an untrained model of the config's size (speed does not depend on the weights), runs
-:func:`dereverb.inference.dereverberate` on synthetic speech, and prints the real-time factor
-(processing time / audio duration) for each phase method, batch size and option
-(``channels_last``, ``torch.compile``). RTF < 1 is faster than real time. Two columns: wall
-clock, and process CPU time divided by the thread count (what an idle machine would show).
+Runs the model (the shipped one by default) on ``--files`` synthetic utterances of ``--seconds``
+each, one file at a time as ``dereverb.predict`` does, for each phase recovery (the reverberant
+phase; warm-started Griffin-Lim at each ``--iters``), then single-channel WPE (nara-wpe: 10 taps,
+delay 3, 5 iterations, the evaluation baseline) on the same files in the same run, and prints
+the real-time factor (processing time / audio duration; < 1 is faster than real time). Two
+columns: wall clock, and process CPU time divided by the thread count (what an otherwise idle
+machine would show; robust to other jobs sharing the cores). Start-up is not counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from dereverb.data.speech import SyntheticSpeech
-from dereverb.inference import dereverberate
-from dereverb.models.dereverber import Dereverber
-
-QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+from dereverb.evaluation.systems import Wpe
+from dereverb.inference import dereverberate, load_model
 
 
-def rtf(model, wave, sr, **kw) -> tuple[float, float]:
-    """(wall-clock RTF, CPU-time RTF per thread): the second is what an otherwise idle machine
-    with that many cores would show, and is robust to other jobs sharing the cores."""
-    dereverberate(wave[: sr * 2], sr, model, **kw)  # warm-up (allocator, compile)
+def timed(fn, waves: list[np.ndarray]) -> tuple[float, float]:
+    """(wall RTF, CPU RTF per thread) of ``fn`` over ``waves`` at 16 kHz."""
+    fn(waves[0][:32000])  # warm-up (allocator, first-call costs)
     t, c = time.perf_counter(), time.process_time()
-    dereverberate(wave, sr, model, **kw)
-    seconds = wave.shape[-1] / sr
+    for w in waves:
+        fn(w)
+    seconds = sum(w.shape[-1] for w in waves) / 16000
     return (time.perf_counter() - t) / seconds, (time.process_time() - c) / torch.get_num_threads() / seconds
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(QUICKSTART))
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--iters", type=int, default=32)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
-    ap.add_argument("--options", nargs="+", default=["plain", "channels_last", "compile"])
+    ap.add_argument("--ckpt", default="pretrained")
+    ap.add_argument("--files", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--iters", type=int, nargs="+", default=[32, 16, 8])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
-
-    cfg = yaml.safe_load(open(args.config)).get("model", {})
-    dev = torch.device(args.device)
-    sr = 16000
-    wave = SyntheticSpeech().utterance(seed=1, duration=args.seconds).astype(np.float32)
-    print(f"device={dev} threads={torch.get_num_threads()} config={args.config} audio={args.seconds:.0f}s")
-    print(f"{'phase':>16} | {'iters':>5} | {'batch':>5} | {'option':>13} | {'RTF wall':>8} | {'RTF cpu':>7}")
-    for option in args.options:
-        model = Dereverber.from_hparams(cfg).eval().to(dev)
-        if option == "channels_last":
-            model = model.to(memory_format=torch.channels_last)
-        elif option == "compile":
-            model.net = torch.compile(model.net, dynamic=True)
-        for phase, iters in (("reverberant", 0), ("griffinlim-warm", args.iters)):
-            for bs in args.batch_sizes:
-                try:
-                    wall, cpu = rtf(model, wave, sr, phase=phase, n_iter=iters, batch_size=bs)
-                    print(f"{phase:>16} | {iters:>5} | {bs:>5} | {option:>13} | {wall:8.4f} | {cpu:7.4f}")
-                except Exception as exc:  # e.g. no compiler for torch.compile
-                    print(f"{phase:>16} | {iters:>5} | {bs:>5} | {option:>13} | failed: {type(exc).__name__}")
-                    break
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.ckpt)
+    speech = SyntheticSpeech()
+    waves = [speech.utterance(seed=i, duration=args.seconds).astype(np.float32) for i in range(args.files)]
+    print(f"{platform.machine()} CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
+          f"--ckpt {args.ckpt}; {args.files} files x {args.seconds:g} s")
+    print(f"{'system':>34} | {'RTF wall':>8} | {'RTF cpu':>7}")
+    rows = [("model, reverberant phase", dict(phase="reverberant"))]
+    rows += [(f"model, Griffin-Lim warm x{n}", dict(phase="griffinlim-warm", n_iter=n)) for n in args.iters]
+    for name, kw in rows:
+        wall, cpu = timed(lambda w, kw=kw: dereverberate(w, 16000, model, **kw), waves)
+        print(f"{name:>34} | {wall:8.4f} | {cpu:7.4f}")
+    wpe = Wpe()
+    wall, cpu = timed(lambda w: wpe(torch.from_numpy(w)[None], 16000), waves)
+    print(f"{'WPE (10 taps, 5 iterations)':>34} | {wall:8.4f} | {cpu:7.4f}")
 
 
 if __name__ == "__main__":

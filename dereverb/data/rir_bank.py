@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -195,12 +196,7 @@ class RirBank:
         cache_dir: str | os.PathLike | None = "data/cache/rirs",
         workers: int | None = None,
         progress: bool = True,
-        sample_rate: int = 16000,
-        max_order: int | None = None,
-        use_rays: bool = False,
-        air_absorption: bool = False,
-        max_length_s: float | None = None,
-        calibrate: int = 0,
+        **settings: Any,
     ) -> RirBank:
         """Simulate ``n`` rooms from ``sampler`` for ``split`` in parallel, cached on disk.
 
@@ -208,21 +204,19 @@ class RirBank:
         room. The bank is cached as ``<cache_dir>/rirs-<split>-n<n>-<hash>.npz`` with the hash over
         the sampler, the simulation settings, ``n``, ``seed``, ``split`` and the pyroomacoustics
         version; a second call with the same configuration loads it (``cache_dir=None``: no cache).
-        ``workers`` processes (default: all cores; 1 = in this process) each with one thread.
+        ``workers`` processes (default: all cores; 1 = in this process) each with one thread;
+        ``settings``: :func:`~dereverb.data.rooms.simulate_rir`'s keyword arguments.
         """
         import pyroomacoustics as pra
 
         if n < 0:
             raise RirError(f"RirBank.simulate: n must be >= 0, got {n}")
         sampler = sampler or RoomSampler()
-        sim = dict(
-            sample_rate=int(sample_rate),
-            max_order=max_order,
-            use_rays=bool(use_rays),
-            air_absorption=bool(air_absorption),
-            max_length_s=max_length_s,
-            calibrate=int(calibrate),
-        )
+        defaults = inspect.signature(simulate_rir).parameters
+        unknown = set(settings) - set(defaults)
+        if unknown:
+            raise RirError(f"RirBank.simulate: unknown simulation setting(s) {', '.join(sorted(unknown))}")
+        sim = {k: settings.get(k, p.default) for k, p in defaults.items() if k != "spec"}
         children = split_seed_sequence(seed, split).spawn(n)
         specs = [sampler.sample(np.random.default_rng(c)) for c in children]
         path = None
@@ -273,7 +267,7 @@ class RirBank:
             [r[2] for r in results],
             [r[3] for r in results],
             [f"{split}-{i:05d}" for i in range(n)],
-            sample_rate,
+            sim["sample_rate"],
             [s.t60 for s in specs],
             specs,
         )

@@ -14,6 +14,7 @@ Choose it with ``model.net.class_path: dereverb.models.dilated_unet.DilatedUNet`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,20 +60,13 @@ class DilatedUNet(UNet):
 
     Args:
         dilations: time dilations of the residual 3×3 convolutions in the bottleneck, in order.
+        unet_args: :class:`~dereverb.models.unet.UNet`'s arguments (jsonargparse reads them from it).
 
     Shapes: ``forward(x (B, in_channels, F, N)) -> (B, out_channels, F, N)``.
     """
 
     def __init__(
-        self,
-        in_channels: int = 1,
-        out_channels: int = 1,
-        base_channels: int = 32,
-        depth: int = 4,
-        norm: Norm = "batch",
-        activation: Activation = "relu",
-        input_expansion: int | None = None,
-        dilations: Sequence[int] = (1, 2, 4, 8),
+        self, in_channels: int = 1, out_channels: int = 1, dilations: Sequence[int] = (1, 2, 4, 8), **unet_args: Any
     ) -> None:
         dilations = tuple(dilations)
         if not dilations or not all(_is_positive_int(d) for d in dilations):
@@ -80,7 +74,7 @@ class DilatedUNet(UNet):
         # Set before UNet.__init__, which calls make_bottleneck (a plain attribute may precede
         # nn.Module.__init__).
         self.dilations = dilations
-        super().__init__(in_channels, out_channels, base_channels, depth, norm, activation, input_expansion)
+        super().__init__(in_channels, out_channels, **unet_args)
 
     def make_bottleneck(self, in_channels: int, out_channels: int) -> nn.Module:
         return nn.Sequential(
