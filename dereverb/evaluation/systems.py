@@ -1,24 +1,15 @@
 """The systems an evaluation scores: trained checkpoints and the references they are compared
-with (the input itself, WPE, oracles). One place for "a system"; a new baseline is one class here
-plus its name in :func:`make_baseline`.
+with. Every system is a callable ``(reverb (B, L), sample_rate, clean=None) -> (B, L)`` (float32,
+the input's length) with ``needs_clean`` and ``fingerprint`` (its settings as text, or a
+checkpoint's SHA-256: the score cache keys on it):
 
-Every baseline is a callable ``baseline(reverb (B, L), sample_rate, clean=None) -> (B, L)``
-(float32 tensors on the input's device; the output has the input's length):
+- ``reverberant``: the unprocessed input, the line any method must beat;
+- ``wpe``: weighted prediction error (Nakatani et al. 2010), ``nara_wpe`` on our STFT;
+- oracles: the *clean* magnitude through a magnitude-only model's phase paths (reverberant
+  phase, Griffin-Lim cold or warm), bounding what a perfect magnitude estimate could score;
+- :class:`CheckpointSystem`: a trained model (``pretrained``: the shipped one).
 
-- ``reverberant``: the unprocessed input (identity) - the line any method must beat.
-- ``wpe``: weighted prediction error (Nakatani et al. 2010; Yoshioka & Nakatani 2012), the
-  classical blind dereverberation method, via ``nara_wpe``'s numpy implementation on our STFT.
-  Single channel: taps 10, delay 3, 5 iterations at a 512/128 STFT by default.
-- oracles (need the clean reference): the *clean* magnitude put through the same phase paths
-  a magnitude-only model uses, so they bound what a perfect magnitude estimate could score:
-  ``oracle_reverb_phase`` (clean magnitude + reverberant phase), ``oracle_gl`` (+ Griffin-Lim
-  from a random phase), ``oracle_gl_warm`` (+ Griffin-Lim started from the reverberant phase).
-
-- checkpoints: :class:`CheckpointSystem` (inference via :mod:`dereverb.inference`), named
-  readably by :func:`checkpoint_names`; ``pretrained`` is the model shipped with the package.
-
-Each system carries ``needs_clean`` and ``fingerprint`` (its settings as text, or a checkpoint's
-SHA-256; the evaluation cache keys on it, so changing a setting recomputes its scores).
+A new baseline is one class here plus its name in :func:`make_baseline`.
 """
 
 from __future__ import annotations
@@ -29,7 +20,6 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -53,11 +43,7 @@ NAMES = ("reverberant", "wpe", *ORACLES)
 GROUPS = {"oracle": ORACLES, "all": NAMES}
 
 
-@runtime_checkable
-class System(Protocol):
-    """What the evaluation calls: ``(reverb (B, L), sample_rate, clean (B, L) | None) -> (B, L)``."""
-
-    def __call__(self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None) -> torch.Tensor: ...
+System = Callable[..., torch.Tensor]
 
 
 def _check_input(reverb: torch.Tensor, clean: torch.Tensor | None, name: str) -> torch.Tensor:

@@ -14,10 +14,9 @@ Everything runs in float32 with autocast disabled, on whatever device the tensor
 Magnitudes are ``|STFT|`` with the Nyquist bin dropped (``dereverb.signals.dsp.magnitude``).
 Round-trip errors of every representation are measured in docs/representations.md.
 
-A new representation is one module in this package: subclass :class:`Representation`,
-decorate it with ``@register``, and import the module in ``__init__``. Representations with
-trainable parameters subclass :class:`~dereverb.representations.learned.LearnedRepresentation`
-(also an ``nn.Module``); the fixed ones are plain objects, so they add no state-dict keys.
+A new representation: subclass :class:`Representation` (trainable ones:
+:class:`~dereverb.representations.learned.LearnedRepresentation`), decorate it with ``@register``
+and import its module in ``__init__``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """Learned frontends: representations whose per-band parameters train with the network.
 
-After the Merlin Sound ID study (learned compression of the spectrogram) and the trainable
-PCEN of Wang et al. 2017 ("Trainable frontend for robust and far-field keyword spotting")
-and Lostanlen et al. ("Per-channel energy normalization: why and how"). Both are
-``nn.Module`` s (:class:`LearnedRepresentation`): :class:`~dereverb.models.dereverber.Dereverber`
-registers its ``input_repr`` as a submodule, so the parameters are in its ``state_dict``,
-move with ``.to(device)`` and are optimised with the network. The fixed representations are
-not modules and add no state-dict keys.
+After the Merlin Sound ID study (learned compression) and the trainable PCEN of Wang et al.
+2017. Both are ``nn.Module`` s (:class:`LearnedRepresentation`), submodules of the
+:class:`~dereverb.models.dereverber.Dereverber`, so their parameters are in its ``state_dict``
+and train with the network.
 
 - ``learned_power``: ``x = (S / ref) ** p_f``, ``p_f = 1 / (1 + exp(a_f))`` per band,
   ``ref`` the item's maximum (as ``power`` in ``stacked``); inverse ``ref * x ** (1 / p_f)``.
@@ -15,9 +12,8 @@ not modules and add no state-dict keys.
   space, as Wang et al.) and smoother coefficient ``s = sigmoid(s_logit)`` (stays in (0, 1),
   a stable average); inverse given the smoother ``M`` in ctx, as ``pcen``.
 
-The parameters are per frequency band, so ``n_bands`` must equal the magnitude's ``F``
-(``n_fft // 2``; ``Dereverber.from_hparams`` fills it in from the STFT). They are read in
-float32 inside the representations' autocast-free float32 region.
+The parameters are per frequency band: ``n_bands`` must equal the magnitude's ``F``
+(``n_fft // 2``; ``Dereverber.from_hparams`` fills it in).
 """
 
 from __future__ import annotations

@@ -9,14 +9,9 @@ along time,
 computed in librosa's stable form ``bias**power * expm1(power * log1p(S (eps+M)**-gain / bias))``.
 Given ``M`` the map is strictly increasing in ``S``, so it inverts analytically.
 
-Start-up ("loop the spectrogram"): an IIR smoother started from zero (or from the first
-frame, librosa's default) makes the first ~T seconds of PCEN wrong. The smoother is first
-run over the spectrogram once - by default time-reversed, from the per-bin mean - and the
-state it ends in is the initial state of the real pass (see :func:`smoother`).
-
-:class:`Pcen` is the ``pcen`` representation on top of these functions;
-``learned_pcen`` (:mod:`dereverb.representations.learned`) reuses them with per-band
-trainable parameters.
+A smoother started from zero makes the first ~T seconds of PCEN wrong, so it starts from
+the state of a first pass over the spectrogram (:func:`smoother`). :class:`Pcen` is the
+``pcen`` representation; ``learned_pcen`` reuses these functions with trainable parameters.
 """
 
 from __future__ import annotations

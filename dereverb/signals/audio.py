@@ -21,17 +21,9 @@ from dereverb.atomic import atomic_path
 
 # File extensions of the container formats libsndfile may read; those this build actually reads
 # (asked of soundfile at run time) are AUDIO_EXTENSIONS, searched for in folders.
-_FORMAT_EXTENSIONS = {
-    "WAV": (".wav",),
-    "WAVEX": (".wav",),
-    "FLAC": (".flac",),
-    "OGG": (".ogg", ".oga", ".opus"),
-    "MP3": (".mp3",),
-    "AIFF": (".aif", ".aiff"),
-    "CAF": (".caf",),
-    "W64": (".w64",),
-    "AU": (".au", ".snd"),
-}
+_FORMAT_EXTENSIONS = {"WAV": (".wav",), "WAVEX": (".wav",), "FLAC": (".flac",), "OGG": (".ogg", ".oga", ".opus"),
+                      "MP3": (".mp3",), "AIFF": (".aif", ".aiff"), "CAF": (".caf",), "W64": (".w64",),
+                      "AU": (".au", ".snd")}
 
 
 @functools.cache
