@@ -227,6 +227,8 @@ def launch(
             finished = [j for j in running if j.done()]
             for handle in finished:
                 job = running.pop(handle)
+                # the pickled job holds the evaluation audio: not kept once the run is over
+                handle.paths.submitted_pickle.unlink(missing_ok=True)
                 try:
                     res = handle.result()
                 except Exception as exc:  # the job's process died (killed, out of memory, timed out)

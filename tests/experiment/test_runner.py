@@ -98,8 +98,9 @@ def test_the_smoke_study_runs_through_the_local_executor(tmp_path, monkeypatch):
     assert sorted(p.parent.name for p in (out / "runs").glob("*/result.json")) == sorted(planned)
     session = json.loads((out / "study.json").read_text())["sessions"][-1]
     assert session["launcher"] == "local" and sorted(session["trained"]) == sorted(planned) and session["complete"]
-    # every run was a submitit job: its pickled result and logs are in jobs/
+    # every run was a submitit job: its pickled result and logs are in jobs/, not the job itself
     assert len(list((out / JOBS).glob("*_result.pkl"))) == len(planned)
+    assert not list((out / JOBS).glob("*_submitted.pkl"))
     assert (out / "report" / "REPORT.md").is_file()
     assert study.main([*argv, "--no-report"]) == EXIT_OK
     again = json.loads((out / "study.json").read_text())["sessions"][-1]
