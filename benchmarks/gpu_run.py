@@ -21,7 +21,8 @@ returns what it finished):
 
 Beside step 4 (the GPU has room for both) runs ``study/``: the representation study's
 ``--study`` profile (default ``full``: every arm at both capacities, 5 seeds, 8000 steps; 190
-runs, far more than one run of this script) as far as the training time allows. It starts from
+runs, far more than one run of this script) as far as the training time allows, each run a
+submitit job in its own process (``--launcher local``). It starts from
 the finished runs committed in ``--study-dir`` (default ``docs/study/full``, reused by their
 fingerprints), is stopped with Ctrl-C's signal when training ends, and keeps only what a study
 folder commits (``study.json``, ``baselines.json``, ``runs/*/result.json`` and ``config.yaml``):
@@ -245,7 +246,7 @@ def main() -> int:
         study_out = out / "study"
         reused = copy_study_results(args.study_dir, study_out) if args.study_dir.is_dir() else 0
         study = Background(run, "study", [py, "-m", "dereverb.study", "--config", STUDY_CONFIG, "--profile", study_profile,
-                                          "--out", str(study_out), "--no-report"])
+                                          "--out", str(study_out), "--launcher", "local", "--no-report"])
     run.step("train", train_cmd, train_seconds + 60)
     if study is not None:
         # a dry run's smoke study is short: let it finish; a real one stops with the training
