@@ -26,13 +26,14 @@ from jsonargparse import ArgumentParser
 from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from tqdm import tqdm
 
-from dereverb.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, parse_one_line
+from dereverb.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, parse_one_line, usage_error
 from dereverb.inference.checkpoint import DeviceError, compile_model, load_model, resolve_device
 from dereverb.inference.enhance import (
     BATCH_SIZE_CPU,
     BATCH_SIZE_CUDA,
     DEFAULT_CHUNK_SECONDS,
     DEFAULT_CONTEXT_SECONDS,
+    check_strength,
     dereverberate,
 )
 from dereverb.inference.files import Job, collect_inputs, plan_jobs, process_file
@@ -81,6 +82,13 @@ def build_parser() -> ArgumentParser:
         required=True,
         help="output folder (mirrors each input's path below the folder it was found in), "
         "or a .wav file when there is exactly one input file",
+    )
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="how much of the estimated reverberation to remove, 0 to 1: 0 writes the input "
+        "unchanged, 1 (default) the full model output, in between a mix (docs/predict.md)",
     )
     p.add_argument(
         "--phase",
@@ -178,7 +186,12 @@ def return_freed_memory_to_the_os() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_one_line(build_parser(), argv)
+    parser = build_parser()
+    args = parse_one_line(parser, argv)
+    try:
+        check_strength(args.strength)
+    except ValueError as exc:
+        usage_error(parser.prog, f"--{exc}")
     return_freed_memory_to_the_os()
     rep = _Reporter(args.debug)
     try:
@@ -264,6 +277,7 @@ def _main(args, rep: _Reporter) -> int:
                 batch_size=args.batch_size,
                 progress=start_bar,
                 warn=rep.warn,
+                strength=args.strength,
             )
         except AudioError as exc:
             rep.error(str(exc), exc)

@@ -29,6 +29,14 @@ DEFAULT_CONTEXT_SECONDS = 1.0
 BATCH_SIZE_CPU, BATCH_SIZE_CUDA = 1, 4
 
 
+def check_strength(strength: float) -> None:
+    """``strength`` must be a number in [0, 1]; raises ``ValueError`` saying so."""
+    if not 0.0 <= strength <= 1.0:  # False for NaN too
+        raise ValueError(
+            f"strength must be between 0 (the input unchanged) and 1 (the full model output), got {strength}"
+        )
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -40,7 +48,7 @@ def default_batch_size(device: torch.device) -> int:
 
 # ---------------------------------------------------------------------------- core processing
 def _enhance_rows(
-    model: Dereverber, rows: torch.Tensor, phase: str | None, n_iter: int | None
+    model: Dereverber, rows: torch.Tensor, phase: str | None, n_iter: int | None, strength: float = 1.0
 ) -> torch.Tensor:
     """``(B, L)`` at the model's rate -> ``(B, L)``; pads inputs shorter than one STFT frame
     (reflect padding needs more than ``n_fft // 2`` samples) with zeros and crops back.
@@ -48,7 +56,7 @@ def _enhance_rows(
     length = rows.shape[-1]
     n_fft = model.stft_cfg.n_fft
     x = torch.nn.functional.pad(rows, (0, n_fft - length)) if length < n_fft else rows
-    y = model.enhance(x, phase=phase, n_iter=n_iter)[..., :length]
+    y = model.enhance(x, phase=phase, n_iter=n_iter, strength=strength)[..., :length]
     silent = ~rows.ne(0).any(dim=-1)
     if silent.any():
         y = y.masked_fill(silent[:, None], 0.0)
@@ -61,6 +69,7 @@ def _process_segments(
     sample_rate: int,
     phase: str | None,
     n_iter: int | None,
+    strength: float = 1.0,
 ) -> list[np.ndarray]:
     """Dereverberate segments ``(C, n_i)`` at ``sample_rate`` -> same shapes, float32.
 
@@ -79,7 +88,7 @@ def _process_segments(
             np.concatenate([segments[i] for i in idx], axis=0).astype(np.float32)
         ).to(device)
         x = resample(rows, sample_rate, model_sr)
-        y = _enhance_rows(model, x, phase, n_iter)
+        y = _enhance_rows(model, x, phase, n_iter, strength)
         y = resample(y, model_sr, sample_rate)
         if y.shape[-1] < n:  # resampling rounds lengths up; guard against rounding down anyway
             y = torch.nn.functional.pad(y, (0, n - y.shape[-1]))
@@ -170,12 +179,19 @@ def run_chunks(
     settings: ChunkSettings,
     batch_size: int | None,
     progress: ProgressFactory | None = None,
+    strength: float = 1.0,
 ) -> None:
     """Shared chunk loop: ``read(start, stop) -> (C, stop - start)``; ``emit((C, n))`` in order.
 
     ``progress(n_chunks)`` is called once and may return a callback that receives the number
-    of chunks finished after each batch.
+    of chunks finished after each batch. ``strength`` 0 emits the input itself, unchanged.
     """
+    check_strength(strength)
+    if strength == 0:
+        step = settings.chunk or length
+        for start in range(0, length, step):
+            emit(read(start, min(start + step, length)))
+        return
     if batch_size is None:
         batch_size = default_batch_size(model_device(model))
     if batch_size < 1:
@@ -186,7 +202,7 @@ def run_chunks(
     for batch in _batched(chunks, batch_size):
         segments = [read(c.seg_start, c.seg_stop) for c in batch]
         for c, y in zip(
-            batch, _process_segments(model, segments, sample_rate, phase, n_iter), strict=True
+            batch, _process_segments(model, segments, sample_rate, phase, n_iter, strength), strict=True
         ):
             ola.add(c, y)
         if on_chunks is not None:
@@ -205,13 +221,16 @@ def dereverberate(
     chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
     context_seconds: float = DEFAULT_CONTEXT_SECONDS,
     batch_size: int | None = None,
+    strength: float = 1.0,
 ) -> np.ndarray | torch.Tensor:
     """Dereverberate ``(L,)`` or ``(C, L)`` audio at any ``sample_rate`` -> the same type and shape.
 
     Channels are processed independently (batched together). The signal is resampled to the
     model's rate and back, and processed in chunks of ``chunk_seconds`` (``None``: one piece)
     with ``context_seconds`` of context on each side, crossfaded together; ``batch_size`` chunks
-    go through the model at once (default 1 on CPU, 4 on CUDA). ``phase`` /
+    go through the model at once (default 1 on CPU, 4 on CUDA). ``strength`` in [0, 1]: how much
+    of the estimated reverberation is removed (0: the input, unchanged; 1: the full model output;
+    :func:`dereverb.models.dereverber.apply_strength`). ``phase`` /
     ``n_iter`` default to the model's (``hparams.phase`` / ``griffin_lim_iters``). A torch input
     gives a float32 tensor on the input's device; numpy gives float32 numpy.
     """
@@ -254,6 +273,7 @@ def dereverberate(
             n_iter=n_iter,
             settings=settings,
             batch_size=batch_size,
+            strength=strength,
         )
     finally:
         model.train(was_training)

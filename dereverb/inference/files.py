@@ -245,12 +245,14 @@ def process_file(
     batch_size: int | None = None,
     progress: ProgressFactory | None = None,
     warn: Callable[[str], None] | None = None,
+    strength: float = 1.0,
 ) -> FileResult:
     """Stream ``src`` through the model into ``dst`` (float32 WAV, same rate/channels/length).
 
     Reads only the samples of the chunks in flight (seek + read with context) and writes
     incrementally to a temporary file renamed onto ``dst`` at the end; on any error nothing
     is left at ``dst``. Raises :class:`AudioError` for unreadable, truncated or NaN input.
+    ``strength``: see :func:`dereverb.inference.enhance.dereverberate`.
     """
     t0 = time.perf_counter()
     truncated = _truncation(src)
@@ -299,6 +301,7 @@ def process_file(
                 settings=settings,
                 batch_size=batch_size,
                 progress=progress,
+                strength=strength,
             )
             writer.commit()
         except BaseException:
