@@ -1,10 +1,6 @@
-"""Banks of room impulse responses: simulated in parallel and cached, or measured folders.
-
-A :class:`RirBank` holds RIRs that follow the conventions of :mod:`dereverb.data.rooms`
-(direct path at the dry signal's level; ``t60`` measured from the RIR, the requested T60 kept
-as ``nominal_t60s``). Simulated banks are drawn per split from disjoint seed streams and cached
-on disk; a measured folder is split disjointly by :meth:`RirBank.split`.
-"""
+"""Banks of room impulse responses (conventions of :mod:`dereverb.data.rooms`): simulated in
+parallel per split from disjoint seed streams and cached on disk, or measured folders split by
+:meth:`RirBank.split`."""
 
 from __future__ import annotations
 
@@ -14,12 +10,12 @@ import inspect
 import json
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
 from dereverb.atomic import atomic_path
@@ -35,13 +31,7 @@ from dereverb.data.rooms import (
 
 SPLITS = ("train", "val", "test")
 Split = Literal["train", "val", "test"]
-# Part of the cache key of every simulated bank: bump when the stored content or a convention
-# changes. The key holds no module name, so moving this code (dereverb.data.rir ->
-# dereverb.data.rir_bank) kept existing caches valid.
-CACHE_VERSION = 1
-
-
-# --------------------------------------------------------------------------- banks
+CACHE_VERSION = 1  # in every simulated bank's cache key: bump when content or conventions change
 
 
 @dataclass(frozen=True)
@@ -61,32 +51,31 @@ def _measure(rir: np.ndarray, sr: int, direct_index: int | None = None) -> tuple
     return estimate_t60(rir, sr), drr(rir, sr, d), d
 
 
-def _worker_init() -> None:
-    # One simulation per core: stop the libraries inside each worker from also threading.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
+def _simulate_one(spec: RoomSpec, sim: dict[str, Any]) -> tuple[np.ndarray, float, float, int]:
+    rir = simulate_rir(spec, **sim)
+    return (rir, *_measure(rir, int(sim["sample_rate"])))
+
+
+def _one_thread(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a pool worker with one thread: loky sets ``OMP_NUM_THREADS`` and the like,
+    pyroomacoustics reads only its own setting."""
     import pyroomacoustics as pra
 
     pra.constants.set("num_threads", 1)
+    return fn(*args)
 
 
-def _simulate_one(
-    spec: RoomSpec, sim_kwargs: dict[str, Any]
-) -> tuple[np.ndarray, float, float, int]:
-    sr = int(sim_kwargs["sample_rate"])
-    rir = simulate_rir(spec, **sim_kwargs)
-    return (rir, *_measure(rir, sr))
-
-
-def split_seed_sequence(seed: int, split: str) -> np.random.SeedSequence:
-    """The seed stream of one split: ``SeedSequence([seed, index of split in SPLITS])``.
-
-    Train/val/test get unrelated streams from one ``seed``; RIR ``i`` of a bank is drawn from
-    the ``i``-th spawned child, so the first k rooms do not depend on the bank size.
-    """
-    if split not in SPLITS:
-        raise RirError(f"split={split!r}: must be one of {SPLITS}")
-    return np.random.SeedSequence([int(seed), SPLITS.index(split)])
+def _parallel_map(fn: Any, items: Sequence[tuple], workers: int, desc: str, progress: bool) -> list:
+    """``[fn(*a) for a in items]`` on ``workers`` processes of one thread each (joblib's loky; 1:
+    in this process), in order, with a tqdm progress bar."""
+    n = len(items)
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        if workers == 1 or n <= 1:
+            results = (fn(*a) for a in items)
+        else:
+            run = Parallel(n_jobs=min(workers, n), return_as="generator")
+            results = run(delayed(_one_thread)(fn, *a) for a in items)
+        return list(tqdm(results, total=n, desc=desc, unit="rir", disable=not progress or n == 0))
 
 
 class RirBank:
@@ -101,7 +90,6 @@ class RirBank:
         names: Sequence[str],
         sample_rate: int = 16000,
         nominal_t60s: Sequence[float] | None = None,
-        specs: Sequence[RoomSpec] | None = None,
     ) -> None:
         n = len(rirs)
         if not all(len(v) == n for v in (t60s, drrs, direct_indices, names)):
@@ -114,23 +102,14 @@ class RirBank:
         self.direct_indices = np.asarray(direct_indices, dtype=np.int64)
         self.names = list(names)
         self.sample_rate = int(sample_rate)
-        self.nominal_t60s = (
-            np.full(n, np.nan) if nominal_t60s is None else np.asarray(nominal_t60s, float)
-        )
-        self.specs = list(specs) if specs is not None else None
+        self.nominal_t60s = np.full(n, np.nan) if nominal_t60s is None else np.asarray(nominal_t60s, float)
 
     def __len__(self) -> int:
         return len(self.rirs)
 
     def __getitem__(self, i: int) -> Rir:
         i = int(i)
-        return Rir(
-            self.rirs[i],
-            float(self.t60s[i]),
-            float(self.drrs[i]),
-            int(self.direct_indices[i]),
-            self.names[i],
-        )
+        return Rir(self.rirs[i], float(self.t60s[i]), float(self.drrs[i]), int(self.direct_indices[i]), self.names[i])
 
     def __iter__(self) -> Iterator[Rir]:
         return (self[i] for i in range(len(self)))
@@ -143,14 +122,8 @@ class RirBank:
         """A bank of the given entries (in that order)."""
         idx = [int(i) for i in indices]
         return RirBank(
-            [self.rirs[i] for i in idx],
-            self.t60s[idx],
-            self.drrs[idx],
-            self.direct_indices[idx],
-            [self.names[i] for i in idx],
-            self.sample_rate,
-            self.nominal_t60s[idx],
-            [self.specs[i] for i in idx] if self.specs is not None else None,
+            [self.rirs[i] for i in idx], self.t60s[idx], self.drrs[idx], self.direct_indices[idx],
+            [self.names[i] for i in idx], self.sample_rate, self.nominal_t60s[idx],
         )
 
     def split(
@@ -177,14 +150,8 @@ class RirBank:
                 f"RirBank.split: {n} RIRs leave no training RIR with fractions {tuple(fractions)}"
             )
         perm = np.random.default_rng(seed).permutation(n)
-        parts = {
-            "train": perm[:n_train],
-            "val": perm[n_train : n_train + n_val],
-            "test": perm[n_train + n_val :],
-        }
+        parts = {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
         return self.subset(sorted(parts[name].tolist()))
-
-    # ----------------------------------------------------------------- simulated
 
     @classmethod
     def simulate(
@@ -198,79 +165,46 @@ class RirBank:
         progress: bool = True,
         **settings: Any,
     ) -> RirBank:
-        """Simulate ``n`` rooms from ``sampler`` for ``split`` in parallel, cached on disk.
+        """Simulate ``n`` rooms from ``sampler`` for ``split``, cached on disk.
 
-        Rooms come from :func:`split_seed_sequence` ``(seed, split)``, so splits never share a
-        room. The bank is cached as ``<cache_dir>/rirs-<split>-n<n>-<hash>.npz`` with the hash over
-        the sampler, the simulation settings, ``n``, ``seed``, ``split`` and the pyroomacoustics
-        version; a second call with the same configuration loads it (``cache_dir=None``: no cache).
-        ``workers`` processes (default: all cores; 1 = in this process) each with one thread;
+        Room ``i`` is drawn from child ``i`` of ``SeedSequence([seed, split index])``: splits
+        share no room and the first k rooms do not depend on ``n``. Cached as
+        ``<cache_dir>/rirs-<split>-n<n>-<hash>.npz``, the hash over the sampler, the settings,
+        ``n``, ``seed``, ``split`` and pyroomacoustics' version (``cache_dir=None``: no cache).
+        ``workers`` processes (default: all cores; 1: in this process) of one thread each;
         ``settings``: :func:`~dereverb.data.rooms.simulate_rir`'s keyword arguments.
         """
         import pyroomacoustics as pra
 
         if n < 0:
             raise RirError(f"RirBank.simulate: n must be >= 0, got {n}")
+        if split not in SPLITS:
+            raise RirError(f"split={split!r}: must be one of {SPLITS}")
         sampler = sampler or RoomSampler()
         defaults = inspect.signature(simulate_rir).parameters
         unknown = set(settings) - set(defaults)
         if unknown:
             raise RirError(f"RirBank.simulate: unknown simulation setting(s) {', '.join(sorted(unknown))}")
         sim = {k: settings.get(k, p.default) for k, p in defaults.items() if k != "spec"}
-        children = split_seed_sequence(seed, split).spawn(n)
+        children = np.random.SeedSequence([int(seed), SPLITS.index(split)]).spawn(n)
         specs = [sampler.sample(np.random.default_rng(c)) for c in children]
         path = None
         if cache_dir is not None:
-            config = dict(
-                version=CACHE_VERSION,
-                pyroomacoustics=pra.__version__,
-                sampler=dataclasses.asdict(sampler),
-                sim=sim,
-                n=int(n),
-                seed=int(seed),
-                split=split,
-            )
+            config = dict(version=CACHE_VERSION, pyroomacoustics=pra.__version__,
+                          sampler=dataclasses.asdict(sampler), sim=sim, n=int(n), seed=int(seed), split=split)  # fmt: skip
             key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
             path = Path(cache_dir) / f"rirs-{split}-n{n}-{key}.npz"
             if path.exists():
                 try:
-                    return cls.load(path, specs=specs)
+                    return cls.load(path)
                 except Exception as exc:  # a corrupt cache is rebuilt, not fatal
                     print(f"RirBank: cache {path} unreadable ({exc}); rebuilding")
-        fn = _simulate_one
-        results: list[tuple[np.ndarray, float, float, int] | None] = [None] * n
         workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
-        desc = f"simulating {n} {split} RIRs"
-        with tqdm(total=n, desc=desc, unit="rir", disable=not progress or n == 0) as bar:
-            if workers == 1 or n <= 1:
-                for i, spec in enumerate(specs):
-                    results[i] = fn(spec, sim)
-                    bar.update(1)
-            else:
-                import multiprocessing as mp
-
-                # fork where there is one: workers start in ms and callers need no __main__ guard
-                # (spawn re-imports the caller's script). Workers run only numpy + pyroomacoustics'
-                # libroom, never torch, so a parent's torch/OpenMP threads are not touched.
-                methods = mp.get_all_start_methods()
-                ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-                with ProcessPoolExecutor(
-                    min(workers, n), mp_context=ctx, initializer=_worker_init
-                ) as pool:
-                    futures = {pool.submit(fn, spec, sim): i for i, spec in enumerate(specs)}
-                    for fut in as_completed(futures):
-                        results[futures[fut]] = fut.result()
-                        bar.update(1)
-        bank = cls(
-            [r[0] for r in results],
-            [r[1] for r in results],
-            [r[2] for r in results],
-            [r[3] for r in results],
-            [f"{split}-{i:05d}" for i in range(n)],
-            sim["sample_rate"],
-            [s.t60 for s in specs],
-            specs,
-        )
+        results = _parallel_map(_simulate_one, [(spec, sim) for spec in specs], workers,
+                               f"simulating {n} {split} RIRs", progress)  # fmt: skip
+        rirs, t60s, drrs, direct = zip(*results, strict=True) if results else ([], [], [], [])
+        names = [f"{split}-{i:05d}" for i in range(n)]
+        bank = cls(rirs, t60s, drrs, direct, names, sim["sample_rate"], [s.t60 for s in specs])
         if path is not None:
             bank.save(path)
         return bank
@@ -283,41 +217,18 @@ class RirBank:
         flat = np.concatenate(self.rirs) if self.rirs else np.zeros(0, np.float32)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(
-                    f,
-                    flat=flat,
-                    lengths=lengths,
-                    t60s=self.t60s,
-                    drrs=self.drrs,
-                    direct_indices=self.direct_indices,
-                    nominal_t60s=self.nominal_t60s,
-                    names=np.array(self.names, dtype=str),
-                    sample_rate=np.int64(self.sample_rate),
-                )
+                np.savez(f, flat=flat, lengths=lengths, t60s=self.t60s, drrs=self.drrs,
+                         direct_indices=self.direct_indices, nominal_t60s=self.nominal_t60s,
+                         names=np.array(self.names, dtype=str), sample_rate=np.int64(self.sample_rate))  # fmt: skip
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, specs: Sequence[RoomSpec] | None = None) -> RirBank:
+    def load(cls, path: str | os.PathLike) -> RirBank:
         """Read a bank written by :meth:`save`."""
         with np.load(Path(path), allow_pickle=False) as z:
-            offsets = np.concatenate([[0], np.cumsum(z["lengths"])])
-            flat = z["flat"]
-            rirs = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-            n = len(rirs)
-            if specs is not None and len(specs) != n:
-                specs = None
-            return cls(
-                rirs,
-                z["t60s"],
-                z["drrs"],
-                z["direct_indices"],
-                z["names"].tolist(),
-                int(z["sample_rate"]),
-                z["nominal_t60s"],
-                specs,
-            )
-
-    # ----------------------------------------------------------------- measured
+            rirs = np.split(z["flat"], np.cumsum(z["lengths"])[:-1]) if len(z["lengths"]) else []
+            return cls(rirs, z["t60s"], z["drrs"], z["direct_indices"], z["names"].tolist(),
+                       int(z["sample_rate"]), z["nominal_t60s"])  # fmt: skip
 
     @classmethod
     def from_folder(

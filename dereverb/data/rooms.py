@@ -1,21 +1,10 @@
 """Rooms and their impulse responses: sample shoebox rooms, simulate them, measure RIRs.
 
-Conventions (the data pipeline relies on them):
-
-- A RIR is float32 ``(L,)`` at ``sample_rate``; ``rir[n]`` is the response ``n / sample_rate``
-  seconds after the source emits, so a simulated RIR's direct path sits at the geometric delay
-  ``distance / c * fs`` (pyroomacoustics' 40-sample fractional-delay lead-in is removed).
-- Level: a *simulated* RIR is multiplied by the source-microphone distance, which makes its
-  direct path a unit-gain fractional delay (gain 1 across the band, energy 1); its peak sample is
-  ``sinc(frac)`` of the sub-sample offset, i.e. in [0.64, 1]. A *measured* RIR is scaled so its
-  direct-path sample is +1 (polarity flipped if needed): a loudspeaker/microphone pair has no
-  physical unit gain, so the peak is the only anchor.
-- ``t60`` is always *measured* from the RIR (Schroeder, :func:`estimate_t60`); the room's
-  requested T60 is kept as ``RirBank.nominal_t60s`` (pyroomacoustics overshoots it).
-
-Banks of RIRs (parallel simulation, cache, measured folders) live in
-:mod:`dereverb.data.rir_bank`. This module needs only numpy (pyroomacoustics is imported when a
-room is simulated).
+A RIR is float32 ``(L,)``; ``rir[n]`` is the response ``n / sample_rate`` s after emission and
+its direct path has the dry signal's level (simulated: a unit-gain fractional delay at
+``distance / c``; measured: direct-path sample +1). T60s are always measured from the RIR.
+docs/rir.md gives the conventions and their checks. Needs only numpy (pyroomacoustics is
+imported when a room is simulated); banks of RIRs are :mod:`dereverb.data.rir_bank`.
 """
 
 from __future__ import annotations
@@ -44,10 +33,8 @@ Vec3 = tuple[float, float, float]
 
 @dataclass(frozen=True)
 class RoomSpec:
-    """One shoebox room: dimensions (m), requested T60 (s), source/mic positions (m).
-
-    ``seed`` drives pyroomacoustics' ray tracer (hybrid mode) so a spec always gives one RIR.
-    """
+    """One shoebox room: dimensions (m), requested T60 (s), source/mic positions (m); ``seed``
+    drives the ray tracer (hybrid mode), so a spec always gives one RIR."""
 
     dims: Vec3
     t60: float
@@ -59,17 +46,6 @@ class RoomSpec:
     def distance(self) -> float:
         """Source-microphone distance in metres."""
         return float(np.linalg.norm(np.subtract(self.source, self.mic)))
-
-
-def sabine_absorption(t60: float, dims: Sequence[float], c: float = SPEED_OF_SOUND) -> float:
-    """Energy absorption coefficient that gives ``t60`` in a shoebox by Sabine's formula.
-
-    Same formula as ``pyroomacoustics.inverse_sabine``; > 1 means the room is too large (too
-    much surface per volume is not enough) for such a short T60.
-    """
-    lx, ly, lz = (float(d) for d in dims)
-    volume, surface = lx * ly * lz, 2.0 * (lx * ly + lx * lz + ly * lz)
-    return 24.0 * math.log(10.0) * volume / (c * surface * t60)
 
 
 def _vec3(v: Sequence[float]) -> Vec3:
@@ -85,13 +61,10 @@ def _check_range(name: str, r: Sequence[float], low: float = 0.0) -> tuple[float
 
 @dataclass(frozen=True)
 class RoomSampler:
-    """Distribution of shoebox rooms and source/microphone placements.
-
-    All values uniform within their ranges: T60 (s), room dimensions (m, per axis), source-mic
-    distance (m), microphone and source heights (m). Source and mic keep ``wall_clearance`` (m)
-    from the four walls. A draw whose placement does not fit (distance too long for the sampled
-    room) is redrawn, which biases long distances towards larger rooms.
-    """
+    """Distribution of shoebox rooms and placements, uniform within each range: T60 (s), room
+    dimensions (m, per axis), source-mic distance and heights (m), ``wall_clearance`` (m) from
+    the walls. A placement that does not fit its room is redrawn (long distances favour larger
+    rooms)."""
 
     t60_range: tuple[float, float] = (0.2, 1.0)
     room_dims_min: Vec3 = (4.0, 3.5, 2.5)
@@ -103,8 +76,7 @@ class RoomSampler:
     max_tries: int = 1000
 
     def __post_init__(self) -> None:
-        # Float tuples, so the sampler hashes, compares and serialises (cache key) the same
-        # way whether it was built from lists of ints (YAML config) or tuples of floats.
+        # float tuples: the same cache key whether built from YAML lists of ints or tuples
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, (list, tuple)):
@@ -133,7 +105,9 @@ class RoomSampler:
                 f"RoomSampler heights up to {top} m do not fit under the lowest ceiling "
                 f"{self.room_dims_min[2]} m; lower the height ranges or raise room_dims_min[2]"
             )
-        worst = sabine_absorption(t_lo, self.room_dims_max)
+        lx, ly, lz = self.room_dims_max  # Sabine's absorption (pra.inverse_sabine's) must be <= 1
+        surface = 2 * (lx * ly + lx * lz + ly * lz)
+        worst = 24 * math.log(10) * lx * ly * lz / (SPEED_OF_SOUND * surface * t_lo)
         if worst > 1.0:
             raise RirError(
                 f"RoomSampler: T60 {t_lo} s is impossible in a {self.room_dims_max} m room "
@@ -147,22 +121,15 @@ class RoomSampler:
         for _ in range(self.max_tries):
             dims = rng.uniform(self.room_dims_min, self.room_dims_max)
             c = self.wall_clearance
-            mic = np.array(
-                [
-                    rng.uniform(c, dims[0] - c),
-                    rng.uniform(c, dims[1] - c),
-                    rng.uniform(*self.mic_height_range),
-                ]
-            )
+            mic = np.array([rng.uniform(c, dims[0] - c), rng.uniform(c, dims[1] - c),
+                            rng.uniform(*self.mic_height_range)])  # fmt: skip
             dist = rng.uniform(*self.distance_range)
             z = rng.uniform(*self.source_height_range)
             horiz2 = dist**2 - (z - mic[2]) ** 2
             if horiz2 <= 0:
                 continue
             az = rng.uniform(0, 2 * np.pi)
-            src = mic + np.array(
-                [math.sqrt(horiz2) * math.cos(az), math.sqrt(horiz2) * math.sin(az), 0.0]
-            )
+            src = mic + np.array([math.sqrt(horiz2) * math.cos(az), math.sqrt(horiz2) * math.sin(az), 0])
             src[2] = z
             if c <= src[0] <= dims[0] - c and c <= src[1] <= dims[1] - c:
                 return RoomSpec(_vec3(dims), t60, _vec3(src), _vec3(mic), seed)
@@ -185,30 +152,19 @@ def simulate_rir(
     max_length_s: float | None = None,
     calibrate: int = 0,
 ) -> np.ndarray:
-    """Simulate one shoebox RIR with pyroomacoustics -> float32 ``(L,)``.
-
-    Walls get the uniform Sabine absorption for ``spec.t60`` (``pra.inverse_sabine``).
+    """Simulate one shoebox RIR with pyroomacoustics (walls: Sabine absorption) -> float32 ``(L,)``.
 
     Args:
-        max_order: cap on the image-source order. ``None`` uses the order ``inverse_sabine``
-            asks for (image sources out to ``c * T60``; cost grows as order^3, ~1.8 s for T60
-            1 s). A cap ends the image-source response early, so the decay is cut short;
-            docs/rir.md gives what a cap costs in measured T60.
-        use_rays: hybrid mode: image sources up to order ``max_order`` (default 3) for the
-            early reflections, pyroomacoustics' ray tracer for the late tail (seeded by
-            ``spec.seed``; note it sets pyroomacoustics' package-wide RNG).
-        air_absorption: frequency-dependent air absorption (octave bands; slower).
+        max_order: cap on the image-source order (``None``: what ``inverse_sabine`` asks); a cap
+            cuts the decay short (docs/rir.md: cost and T60 of each setting).
+        use_rays: hybrid mode: image sources up to ``max_order`` (default 3), then the ray
+            tracer for the tail, seeded by ``spec.seed`` (it sets pyroomacoustics' global RNG).
+        air_absorption: frequency-dependent air absorption.
         max_length_s: truncate the RIR to this many seconds.
-        calibrate: absorption-correction passes. Sabine's absorption overshoots the requested
-            T60 (measured T30 / requested: median 1.26, up to 1.6); each pass simulates,
-            measures T30 and scales the absorption by measured / requested (Sabine: T60 ~
-            1 / absorption). One pass brings T30 within about -8..+13 %, two within +-6 %
-            (docs/rir.md), at 2x / 3x the simulation cost.
-
-    The direct path lands at sample ``round(spec.distance / c * sample_rate)`` and is a
-    unit-gain fractional delay (see the module docstring).
+        calibrate: passes that measure T30 and scale the absorption by measured / requested
+            (Sabine overshoots the requested T60).
     """
-    import pyroomacoustics as pra  # imported here so pool workers set their threads first
+    import pyroomacoustics as pra
 
     if sample_rate <= 0:
         raise RirError(f"simulate_rir: sample_rate must be positive, got {sample_rate}")
@@ -219,9 +175,7 @@ def simulate_rir(
     try:
         absorption, sabine_order = pra.inverse_sabine(spec.t60, spec.dims)
     except ValueError as exc:
-        raise RirError(
-            f"simulate_rir: T60 {spec.t60} s is too short for a {spec.dims} m room"
-        ) from exc
+        raise RirError(f"simulate_rir: T60 {spec.t60} s is too short for a {spec.dims} m room") from exc
     if use_rays:
         order = RAYS_ISM_ORDER if max_order is None else max_order
     else:
@@ -302,11 +256,9 @@ NOISE_HEADROOM_DB = 10.0  # ISO 3382: the fit range ends >= 10 dB above the nois
 def _decay_analysis(e: np.ndarray, sr: int) -> tuple[float, int, float]:
     """``(noise power, usable length, dynamic range dB)`` of energy ``e (L,)`` from the onset.
 
-    A measured RIR ends in stationary noise: its last 10 % has the same power (within 3 dB) in
-    both halves and is dense (kurtosis < 6; Gaussian noise has 3, the sparse late image-source
-    arrivals of a simulated RIR 20-80). Then the decay is used only until its 10-ms envelope falls to 3 dB above that
-    noise, and the dynamic range is envelope peak over noise. A simulated RIR's tail still
-    decays: no noise, all samples, and an unlimited range (its Schroeder curve is exact).
+    A tail (last 10 %) of stationary (halves within 3 dB) and dense (kurtosis < 6) energy is a
+    noise floor: the decay is used until its 10-ms envelope is 3 dB above it. Otherwise (a
+    simulated RIR) no noise, all samples, unlimited range.
     """
     n = e.size
     k = max(1, int(0.01 * sr))
@@ -323,29 +275,6 @@ def _decay_analysis(e: np.ndarray, sr: int) -> tuple[float, int, float]:
     return noise, max(cut, 1), float(10 * np.log10(env[peak] / noise))
 
 
-def _edc(rir: np.ndarray, sr: int, start: int | None) -> tuple[np.ndarray, float]:
-    x = np.asarray(rir, dtype=np.float64).reshape(-1)
-    s = direct_path_index(x) if start is None else int(start)
-    e = x[s:] ** 2
-    if e.size == 0 or e.sum() <= 0:
-        raise RirError(f"energy_decay_curve: no energy after start={s}")
-    noise, cut, range_db = _decay_analysis(e, sr)
-    edc = np.cumsum((e[:cut] - noise)[::-1])[::-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        db = 10 * np.log10(np.maximum(edc, 0) / edc[0])
-    return db, range_db
-
-
-def energy_decay_curve(rir: np.ndarray, sr: int, start: int | None = None) -> np.ndarray:
-    """Schroeder energy decay curve in dB (0 dB at ``start``) of ``rir (L,)`` -> ``(L',)``.
-
-    Starts at ``start`` (default: the direct path). A noise floor (see ``_decay_analysis``) is
-    cut off and its power subtracted (Chu's compensation) so the curve does not flatten into
-    noise; ``-inf`` where the compensated energy is used up.
-    """
-    return _edc(rir, sr, start)[0]
-
-
 def estimate_t60(
     rir: np.ndarray,
     sr: int,
@@ -353,15 +282,17 @@ def estimate_t60(
     start_db: float = -5.0,
     min_decay_db: float = 20.0,
 ) -> float:
-    """T60 in seconds of ``rir (L,)`` by Schroeder backward integration.
-
-    Least-squares line through the energy decay curve between ``start_db`` and
-    ``start_db - decay_db`` (T30 by default), extrapolated to -60 dB. With a noise floor
-    (measured RIRs) the fit must end ``NOISE_HEADROOM_DB`` above it; when the RIR's
-    dynamic range is too small for that, the span shrinks down to ``min_decay_db`` (T20), and
-    below that :class:`RirError` is raised.
+    """T60 in seconds of ``rir (L,)``: a line fitted to the Schroeder decay curve (from the
+    direct path, noise floor cut and subtracted) from ``start_db`` down ``decay_db`` (T30),
+    extrapolated to -60 dB. The fit ends ``NOISE_HEADROOM_DB`` above a noise floor, shrinking
+    to ``min_decay_db`` (T20); below that :class:`RirError`.
     """
-    db, range_db = _edc(rir, sr, None)
+    x = np.asarray(rir, dtype=np.float64).reshape(-1)
+    e = x[direct_path_index(x) :] ** 2
+    noise, cut, range_db = _decay_analysis(e, sr)
+    edc = np.cumsum((e[:cut] - noise)[::-1])[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = 10 * np.log10(np.maximum(edc, 0) / edc[0])
     span = min(decay_db, range_db + start_db - NOISE_HEADROOM_DB)
     if span < min_decay_db:
         raise RirError(

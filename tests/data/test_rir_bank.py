@@ -36,7 +36,8 @@ def test_bank_items_and_arrays(tmp_path):
     assert item.direct_index == direct_path_index(item.rir)
     assert item.t60 == pytest.approx(estimate_t60(item.rir, SR))
     assert item.drr == pytest.approx(drr(item.rir, SR, item.direct_index))
-    assert np.allclose(bank.nominal_t60s, [s.t60 for s in bank.specs])
+    sampler, children = RoomSampler(**FAST), np.random.SeedSequence([3, 0]).spawn(4)
+    assert np.allclose(bank.nominal_t60s, [sampler.sample(np.random.default_rng(c)).t60 for c in children])
     assert [r.name for r in bank] == bank.names
 
 
@@ -50,8 +51,8 @@ def test_splits_share_no_rir_and_seeds_are_stable(tmp_path):
     # the first rooms of a bank do not depend on its size; another seed gives other rooms
     bigger = RirBank.simulate(6, RoomSampler(**FAST), seed=3, split="val", cache_dir=None,
                               workers=1, progress=False, max_order=6)  # fmt: skip
-    assert bigger.specs[:4] == banks["val"].specs
-    assert _bank("val", tmp_path, seed=4).specs[0] != banks["val"].specs[0]
+    assert all(np.array_equal(a.rir, b.rir) for a, b in zip(list(bigger)[:4], banks["val"], strict=True))
+    assert not np.array_equal(_bank("val", tmp_path, seed=4)[0].rir, banks["val"][0].rir)
     with pytest.raises(RirError, match="split"):
         _bank("dev", tmp_path)
 
@@ -161,14 +162,14 @@ def test_bank_split_needs_three_rirs():
         one.split("train")
 
 
-def test_worker_init_pins_threads(monkeypatch):
+def _threads(_: int) -> tuple[str | None, int, int]:
     import pyroomacoustics as pra
 
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        monkeypatch.setenv(var, "4")  # restored after the test
-    before = pra.constants.get("num_threads")
-    try:
-        rir_bank._worker_init()
-        assert os.environ["OMP_NUM_THREADS"] == "1" and pra.constants.get("num_threads") == 1
-    finally:
-        pra.constants.set("num_threads", before)
+    return os.environ.get("OMP_NUM_THREADS"), pra.constants.get("num_threads"), os.getpid()
+
+
+def test_pool_workers_run_one_thread_each(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the parent's setting does not reach the workers
+    out = rir_bank._parallel_map(_threads, [(i,) for i in range(4)], 2, "", progress=False)
+    assert {(omp, pra) for omp, pra, _ in out} == {("1", 1)}
+    assert os.getpid() not in {pid for *_, pid in out}
