@@ -16,7 +16,7 @@ LAYERS = {
     "training": 4, "inference": 4,
     "evaluation": 5,
     "experiment": 6,
-    "train": 7, "predict": 7, "evaluate": 7, "study": 7, "export": 7,
+    "train": 7, "predict": 7, "evaluate": 7, "study": 7, "export": 7, "demo": 7,
 }
 COMMANDS = {name for name, layer in LAYERS.items() if layer == 7}
 # The inference side: what python -m dereverb.predict imports.
