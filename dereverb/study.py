@@ -36,7 +36,7 @@ from dereverb.cli_errors import (
     report,
 )
 from dereverb.experiment.config import StudyError, deep_merge, load_config
-from dereverb.experiment.files import STUDY_JSON
+from dereverb.experiment.files import RESULT, STUDY_JSON, run_dir
 from dereverb.experiment.runner import LAUNCHERS, plan, run_study
 
 PROG = "python -m dereverb.study"
@@ -105,9 +105,11 @@ def _run(args, command: str) -> int:
     if args.list:
         done, todo = plan(cfg, specs, out, force=True)
         finished = {s.run_id for s in done}
+        other = {s.run_id for s in todo if (run_dir(out, s.run_id) / RESULT).is_file()}
         for s in specs:
-            print(f"{'done' if s.run_id in finished else 'todo'}  {s.run_id}")
-        print(f"{len(done)} finished, {len(todo)} to run in {out}")
+            print(f"{'done' if s.run_id in finished else 'other' if s.run_id in other else 'todo'}  {s.run_id}")
+        print(f"{len(done)} finished, {len(todo)} to run in {out}"
+              + (f" ({len(other)} of them finished with other settings: --force retrains them)" if other else ""))
         return EXIT_OK
     status = EXIT_OK
     if not args.report_only:

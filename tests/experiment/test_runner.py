@@ -185,6 +185,9 @@ def test_changed_settings_need_force(micro, tmp_path, monkeypatch, capsys):
     assert study.main(["--config", str(changed), "--out", str(out), "--no-report"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "other settings" in err and "--force" in err
+    assert study.main(["--config", str(changed), "--out", str(out), "--list"]) == EXIT_OK
+    listed = capsys.readouterr().out
+    assert listed.count("other  ") == 4 and "(4 of them finished with other settings: --force retrains them)" in listed
 
 
 @pytest.mark.slow
