@@ -1,22 +1,16 @@
-"""Clean speech sources: a folder of recordings (``SpeechCorpus``) or procedural speech
-(``SyntheticSpeech``, in ``synthetic_speech.py``). Both implement ``SpeechSource``.
-
-Speaker ids come from the file path (first rule that matches):
-
-- LibriSpeech file name ``SPEAKER-CHAPTER-UTT`` (e.g. ``103-1240-0000.flac`` -> ``103``), or the
-  LibriSpeech layout ``SPEAKER/CHAPTER/file`` (two numeric folders);
-- VCTK ``p287_001.wav`` / ``p287_001_mic1.flac`` -> ``p287``;
-- CMU ARCTIC ``cmu_arctic_us_axb_a0006.wav`` -> ``axb``, or ``cmu_us_axb_arctic/wav/arctic_a0001.wav``;
-- otherwise the name of the file's parent folder.
+"""Clean speech sources, each a ``SpeechSource``: a folder of recordings (``SpeechCorpus``),
+several folders (``SpeechMix``) or procedural speech (``SyntheticSpeech``, re-exported from
+``synthetic_speech.py``). docs/speech.md describes them.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import warnings
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -24,24 +18,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import soundfile as sf
 
-from dereverb.data.synthetic_speech import (
-    SPLITS,
-    SpeakerParams,
-    SplitName,
-    SyntheticSpeech,
-    split_ranges,
-)
-
-__all__ = [
-    "CorpusError",
-    "CorpusWarning",
-    "SpeakerParams",
-    "SpeechCorpus",
-    "SpeechSource",
-    "SyntheticSpeech",
-    "Utterance",
-    "speaker_from_path",
-]
+from dereverb.data.synthetic_speech import SPLITS, SplitName, check_length, split_ranges
+from dereverb.data.synthetic_speech import SyntheticSpeech as SyntheticSpeech  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +70,9 @@ _ARCTIC_DIR = re.compile(r"^cmu_[a-z]+_([a-z0-9]+)_arctic$", re.IGNORECASE)
 
 
 def speaker_from_path(path: str | os.PathLike) -> str:
-    """Speaker id of a speech file from LibriSpeech / VCTK / CMU ARCTIC naming, else its folder."""
+    """Speaker id of a speech file, first rule that matches: LibriSpeech ``SPEAKER-CHAPTER-UTT``
+    or ``SPEAKER/CHAPTER/file``, VCTK ``p287_001[_mic1]``, CMU ARCTIC
+    ``cmu_arctic_us_axb_a0006`` or ``cmu_us_axb_arctic/wav/...``, else the parent folder."""
     p = Path(path)
     stem, parent, grand = p.stem, p.parent.name, p.parent.parent.name
     if m := _LIBRI.match(stem):
@@ -106,42 +86,6 @@ def speaker_from_path(path: str | os.PathLike) -> str:
     if m := _ARCTIC_DIR.match(grand if parent.lower() == "wav" else parent):
         return m.group(1).lower()
     return parent
-
-
-class _LruAudioCache:
-    """Decoded utterances keyed by path, evicting the least recently used above ``max_bytes``."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key: str) -> tuple[np.ndarray, float] | None:
-        hit = self._items.get(key)
-        if hit is not None:
-            self._items.move_to_end(key)
-        return hit
-
-    def put(self, key: str, value: tuple[np.ndarray, float]) -> None:
-        size = value[0].nbytes
-        if size > self.max_bytes:
-            return
-        self._items[key] = value
-        self._bytes += size
-        while self._bytes > self.max_bytes:
-            _, (old, _) = self._items.popitem(last=False)
-            self._bytes -= old.nbytes
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def __getstate__(self) -> dict:
-        # DataLoader workers get an empty cache rather than a pickled copy of the parent's.
-        return {"max_bytes": self.max_bytes, "_items": OrderedDict(), "_bytes": 0}
 
 
 def active_level_db(x: np.ndarray, sample_rate: int, frame_s: float = 0.02) -> float:
@@ -166,20 +110,12 @@ def active_level_db(x: np.ndarray, sample_rate: int, frame_s: float = 0.02) -> f
 class SpeechCorpus:
     """A folder of WAV/FLAC speech (recursive) as a ``SpeechSource``.
 
-    Files are indexed with ``soundfile.info`` (no decoding); unreadable ones are skipped with
-    one ``CorpusWarning`` and listed in ``skipped``; utterances shorter than ``min_duration``
-    seconds are dropped (counted in ``n_too_short``). Audio is decoded lazily, downmixed,
-    resampled to ``sample_rate`` and kept in an LRU cache of ``cache_mb`` MiB.
-
-    Splits are speaker-disjoint: the sorted speaker ids are shuffled with ``seed`` and cut by
-    ``split_fractions``; every split with a positive fraction gets >= 1 speaker.
-
-    Crops: ``sample`` picks an utterance uniformly and a crop whose mean power is at most
-    ``min_crop_level_db`` below the utterance's active level (up to ``max_tries`` random
-    offsets, else the most energetic crop), so training crops are never all silent;
-    ``item`` does the same with a generator seeded by ``(seed, split, index)``. An utterance
-    shorter than the crop is placed whole at a random offset in zeros (not looped: looping
-    would splice an unnatural onset). Digitally silent or undecodable utterances are passed over.
+    Indexed with ``soundfile.info`` (unreadable files skipped with one ``CorpusWarning``, listed
+    in ``skipped``; utterances under ``min_duration`` s dropped); decoded lazily, downmixed,
+    resampled and kept in an LRU cache of about ``cache_mb`` MiB per process. Splits are
+    speaker-disjoint (seeded shuffle cut by ``split_fractions``). Crops are non-silent: within
+    ``min_crop_level_db`` of the utterance's active level in ``max_tries`` offsets, else the
+    most energetic one; a shorter utterance is placed whole in zeros (not looped).
     """
 
     def __init__(
@@ -214,12 +150,27 @@ class SpeechCorpus:
         )
         self.min_crop_level_db = float(min_crop_level_db)
         self.max_tries = int(max_tries)
+        self.cache_mb = float(cache_mb)
         self.split_name: str | None = None
         self.skipped: list[Path] = []
         self.n_too_short = 0
-        self._cache = _LruAudioCache(int(cache_mb * 2**20))
-        self._bad: set[str] = set()  # files that failed to decode after indexing
+        self._bad: set[Path] = set()  # files that failed to decode after indexing
         self.utterances = self._scan()
+        self._cache = self._new_cache()
+
+    def _new_cache(self) -> Callable[[Path], tuple[np.ndarray, float] | None]:
+        """:meth:`_decode` behind an LRU cache of as many utterances as ``cache_mb`` MiB hold at
+        their mean length."""
+        mean_bytes = 4 * self.sample_rate * self.total_duration / len(self.utterances)
+        return functools.lru_cache(maxsize=int(self.cache_mb * 2**20 / mean_bytes))(self._decode)
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers get an empty cache of their own rather than a copy of the parent's
+        return {k: v for k, v in self.__dict__.items() if k != "_cache"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._cache = self._new_cache()
 
     # ------------------------------------------------------------------ indexing
     def _scan(self) -> list[Utterance]:
@@ -337,7 +288,7 @@ class SpeechCorpus:
     def sample(self, rng: np.random.Generator, length: int, preroll: int = 0) -> np.ndarray:
         """A random non-silent crop of a uniformly chosen utterance, preceded by ``preroll`` samples
         of what comes before it in the utterance (zeros before its start). (preroll + length,) float32"""
-        length = _check_length(length)
+        length = check_length(length)
         for _ in range(max(20, self.max_tries)):
             crop = self._crop(int(rng.integers(len(self.utterances))), rng, length, preroll)
             if crop is not None:
@@ -349,7 +300,7 @@ class SpeechCorpus:
     def item(self, index: int, length: int, preroll: int = 0) -> np.ndarray:
         """Deterministic crop ``index`` (any int >= 0; utterance ``index % len``), with ``preroll``
         as in :meth:`sample`. (preroll + length,) float32"""
-        length = _check_length(length)
+        length = check_length(length)
         if index < 0:
             raise IndexError(f"index must be >= 0, got {index}")
         split_code = SPLITS.index(self.split_name) + 1 if self.split_name else 0
@@ -365,30 +316,23 @@ class SpeechCorpus:
     def load(self, index: int) -> tuple[np.ndarray, float] | None:
         """Decoded mono audio at ``sample_rate`` and its active level (dB) of utterance
         ``index``, or ``None`` if it cannot be decoded. ((L,), float)"""
+        path = self.utterances[index].path
+        return None if path in self._bad else self._cache(path)
+
+    def _decode(self, path: Path) -> tuple[np.ndarray, float] | None:
         from dereverb.signals.audio import AudioError, read_audio, resample, to_mono
 
-        u = self.utterances[index]
-        key = str(u.path)
-        if key in self._bad:
-            return None
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
         try:
-            x, sr = read_audio(u.path)
+            x, sr = read_audio(path)
         except AudioError as exc:
-            self._bad.add(key)
-            self.skipped.append(u.path)
-            warnings.warn(
-                f"skipping an utterance that failed to decode: {exc}", CorpusWarning, stacklevel=3
-            )
+            self._bad.add(path)
+            self.skipped.append(path)
+            warnings.warn(f"skipping an utterance that failed to decode: {exc}", CorpusWarning, stacklevel=4)
             return None
         x = np.asarray(to_mono(x), dtype=np.float32)
         if sr != self.sample_rate:
             x = np.asarray(resample(x, sr, self.sample_rate), dtype=np.float32)
-        entry = (x, active_level_db(x, self.sample_rate))
-        self._cache.put(key, entry)
-        return entry
+        return x, active_level_db(x, self.sample_rate)
 
     def _crop(
         self, index: int, rng: np.random.Generator, length: int, preroll: int = 0
@@ -419,12 +363,6 @@ def _with_preroll(x: np.ndarray, off: int, length: int, preroll: int) -> np.ndar
     start = max(off - preroll, 0)
     out[preroll - (off - start) :] = x[start : off + length]
     return out
-
-
-def _check_length(length: int) -> int:
-    if int(length) != length or length < 1:
-        raise ValueError(f"length must be a positive number of samples, got {length}")
-    return int(length)
 
 
 class SpeechMix:

@@ -1,25 +1,9 @@
-"""Procedural speech-like audio: the embedded default speech source (no download needed).
+"""Procedural speech-like audio: the built-in speech source (no download needed).
 
-A source-filter model rendered in numpy, vectorised so 2 s takes a few milliseconds:
-
-- source: Rosenberg glottal flow pulses driven by an F0 contour (phrase declination, pitch
-  accents on stressed syllables, slow drift), with jitter (per-cycle period noise), shimmer
-  (per-cycle amplitude noise) and pulse-synchronous aspiration noise; its time derivative is
-  the excitation (lip radiation).
-- filter: a cascade of four second-order formant resonators whose frequencies glide between
-  consonant loci and vowel targets (Peterson & Barney vowels scaled by the speaker's
-  vocal-tract length), times a static per-speaker gain for the uniform-tube resonances above
-  F4 (higher-pole correction), a small shelf fitted to LibriSpeech's voiced long-term spectrum
-  and a per-speaker spectral tilt. Applied per STFT frame (n_fft 512, hop 128) so the filter
-  moves every 8 ms without a per-sample Python loop.
-- consonants: band-passed noise for fricatives (s, sh, f) and aspiration, closures (silence)
-  followed by short plosive bursts, low-F1 nasal murmurs.
-- prosody: syllables at a speaker-specific rate around 4 Hz (the ~4 Hz energy modulation of
-  speech), phrases of 3-11 syllables separated by 0.15-0.7 s pauses.
-
-Everything is a pure function of ``(corpus seed, speaker, utterance seed)`` through
-``numpy.random.SeedSequence``, so outputs are identical across calls and processes.
-Output level: RMS normalised to -25 dBFS over the whole utterance (peak kept below 0.99).
+A source-filter model in numpy: Rosenberg glottal pulses on a prosodic F0 contour, four gliding
+formants (Peterson & Barney vowels scaled per speaker) applied per STFT frame, fricative and
+plosive noise, phrases and pauses (docs/speech.md). Every output is a pure function of
+``(corpus seed, speaker, utterance seed)``; RMS -25 dBFS, peak below 0.99.
 """
 
 from __future__ import annotations
@@ -249,11 +233,6 @@ class SyntheticSpeech:
     def speakers(self) -> list[str]:
         return [f"synth{i:04d}" for i in self._ids]
 
-    @property
-    def speaker_ids(self) -> np.ndarray:
-        """Integer speaker ids of this source. (S,)"""
-        return self._ids.copy()
-
     def __len__(self) -> int:
         return len(self._ids) * self.utterances_per_speaker
 
@@ -287,7 +266,7 @@ class SyntheticSpeech:
         Speech starts within the first 0.25 s (scaled down for lengths under 1 s), so no
         training item is silent; phrase pauses inside last 0.15-0.7 s.
         """
-        length = _check_length(length)
+        length = check_length(length)
         speaker = int(rng.choice(self._ids))
         seed = int(rng.integers(0, 2**63 - 1))
         return self._render(_rng(self.seed, _TAG_UTTERANCE, speaker, seed), preroll + length, speaker)
@@ -298,7 +277,7 @@ class SyntheticSpeech:
 
         Speakers rotate with the index so every speaker of the split appears.
         """
-        length = _check_length(length)
+        length = check_length(length)
         if index < 0:
             raise IndexError(f"index must be >= 0, got {index}")
         split_code = SPLITS.index(self.split_name) + 1 if self.split_name else 0
@@ -490,9 +469,7 @@ class SyntheticSpeech:
         y = _istft_rows(spec, rows, self._window, n)
         active = voice > 0.5 * voice.max() if voice.max() > 0 else np.ones(n, bool)
         v_rms = np.sqrt(np.mean(y[active] ** 2)) + 1e-12
-        y *= (
-            max(voice.max(), 1e-6) / v_rms
-        )  # loudest vowels at RMS ~1: noise levels are relative to it
+        y *= max(voice.max(), 1e-6) / v_rms  # loudest vowels at RMS ~1: noise levels are relative to it
 
         # --- fricative / aspiration noise: shaped complex Gaussian frames, one more iSTFT
         gain = np.zeros((m, len(self._freqs)), dtype=np.float32)
@@ -533,13 +510,10 @@ class SyntheticSpeech:
         return y.astype(np.float32)
 
     def _hf_correction(self, p: SpeakerParams) -> np.ndarray:
-        """Gain of the resonances above F4, which the moving 4-formant cascade leaves out.
-
-        Uniform-tube poles F_k = (2k - 1) * 500 Hz * vt_scale for k >= 5 (magnitude of analog
-        pole pairs, 0 dB at DC, bandwidths growing with k: Fant's higher-pole correction plus
-        the F5-F8 peaks), times a small empirical shelf ``_HF_SHELF_DB`` fitted so the voiced
-        long-term spectrum matches LibriSpeech. Without it four formants leave 3-7 kHz tens of
-        dB too weak. (K,) real
+        """Gain of the resonances above F4, which the moving 4-formant cascade leaves out:
+        uniform-tube poles F_k = (2k - 1) * 500 Hz * vt_scale, k >= 5 (Fant's higher-pole
+        correction), times the shelf ``_HF_SHELF_DB`` fitted to LibriSpeech and the speaker's
+        tilt. (K,) real
         """
         f = self._freqs
         g = np.ones(len(f))
@@ -588,7 +562,8 @@ class SyntheticSpeech:
         return out
 
 
-def _check_length(length: int) -> int:
+def check_length(length: int) -> int:
+    """``length`` as an int, or ValueError unless it is a positive whole number of samples."""
     if int(length) != length or length < 1:
         raise ValueError(f"length must be a positive number of samples, got {length}")
     return int(length)

@@ -209,14 +209,20 @@ def test_too_few_speakers(tmp_path: Path) -> None:
         only_train.split("val")
 
 
-def test_cache_is_bounded_and_not_pickled(corpus_dir: Path) -> None:
-    c = SpeechCorpus(corpus_dir, cache_mb=0.25)  # ~2 utterances of 1.5 s float32
+def test_cache_is_bounded_lru_and_not_pickled(corpus_dir: Path) -> None:
+    c = SpeechCorpus(corpus_dir, cache_mb=0.25)  # ~2 utterances of 1.5-1.75 s float32
     for i in range(len(c)):
         c.load(i)
-    assert 0 < c._cache.nbytes <= 0.25 * 2**20 and len(c._cache) < len(c)
-    clone = pickle.loads(pickle.dumps(c))
-    assert len(clone._cache) == 0 and len(clone) == len(c)
-    assert np.array_equal(clone.item(3, 1000), c.item(3, 1000))
+    held = c._cache.cache_info().currsize
+    assert 0 < held < len(c) and held * 1.75 * SR * 4 <= 0.25 * 2**20
+    misses = c._cache.cache_info().misses
+    c.load(len(c) - 1)  # the most recent stays decoded, the first was evicted
+    assert c._cache.cache_info().misses == misses
+    c.load(0)
+    assert c._cache.cache_info().misses == misses + 1
+    clone = pickle.loads(pickle.dumps(c.split("train")))
+    assert clone._cache.cache_info().currsize == 0 and len(clone) == len(c.split("train"))
+    assert np.array_equal(clone.item(3, 1000), c.split("train").item(3, 1000))
 
 
 def test_active_level_ignores_pauses() -> None:

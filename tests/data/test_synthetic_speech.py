@@ -70,7 +70,7 @@ def test_synthetic_splits_and_protocol() -> None:
     g = SyntheticSpeech(n_speakers=20)
     assert isinstance(g, SpeechSource)
     parts = {n: g.split(n) for n in ("train", "val", "test")}
-    ids = {n: set(p.speaker_ids.tolist()) for n, p in parts.items()}
+    ids = {n: {int(spk.removeprefix("synth")) for spk in p.speakers} for n, p in parts.items()}
     assert [len(ids[n]) for n in ("train", "val", "test")] == [16, 2, 2]
     assert set().union(*ids.values()) == set(range(20))
     assert (
