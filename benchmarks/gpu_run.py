@@ -216,8 +216,7 @@ def main() -> int:
                             *(["--batches", "2", "--batch-size", "4", "--bank", "4", "--seconds", "0.5", "--workers", "0"]
                               if dry else ["--batches", "30", "--workers", "0", "4", str(workers)])], 90)
     run.step("bench_predict", [py, "benchmarks/predict.py", "--device", device,
-                               *(["--seconds", "2", "--iters", "2", "--batch-sizes", "2", "--options", "plain"]
-                                 if dry else ["--seconds", "60", "--batch-sizes", "1", "4", "16"])], 90)
+                               *(["--files", "2", "--seconds", "2", "--iters", "2"] if dry else ["--files", "20"])], 90)
 
     # 4. train for what is left (minus the export and the evaluations), bf16, reverb on the device
     reserve = 60 if dry else 100

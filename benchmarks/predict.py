@@ -43,13 +43,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--iters", type=int, nargs="+", default=[32, 16, 8])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--device", default="cpu", help="where the model runs (WPE runs on the CPU)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.ckpt)
+    model = load_model(args.ckpt).to(args.device)
     speech = SyntheticSpeech()
     waves = [speech.utterance(seed=i, duration=args.seconds).astype(np.float32) for i in range(args.files)]
-    print(f"{platform.machine()} CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
+    print(f"{platform.machine()} CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, model on {args.device}; "
           f"--ckpt {args.ckpt}; {args.files} files x {args.seconds:g} s")
     print(f"{'system':>34} | {'RTF wall':>8} | {'RTF cpu':>7}")
     rows = [("model, reverberant phase", dict(phase="reverberant"))]
