@@ -1,12 +1,6 @@
-"""The Lightning :class:`DereverbDataModule`: speech source + RIR banks -> train/val/test loaders.
-
-Pairs, their seeding and the epoch sampler are :mod:`dereverb.data.pairs`; the banks are
-:mod:`dereverb.data.rir_bank`.
-
-Mid-epoch resume: the DataModule's ``state_dict`` (stored in every checkpoint) holds the
-training epoch and how many of its batches were trained; after ``load_state_dict`` the first
-training epoch continues from that batch of the same permutation instead of replaying it.
-"""
+"""The Lightning :class:`DereverbDataModule`: speech source + RIR banks -> train/val/test loaders
+(pairs and their seeding: :mod:`dereverb.data.pairs`). Its ``state_dict``, in every checkpoint,
+lets a resumed run continue an epoch from the batch where it stopped."""
 
 from __future__ import annotations
 
@@ -21,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from dereverb.data.pairs import EpochSampler, ReverbPairDataset, make_pairs_torch
-from dereverb.data.rir_bank import RirBank, Split
+from dereverb.data.rir_bank import SPLITS, RirBank, Split
 from dereverb.data.rooms import RoomSampler
 from dereverb.data.speech import SpeechCorpus, SpeechMix, SpeechSource, SyntheticSpeech
 
@@ -43,9 +37,8 @@ class DereverbDataModule(L.LightningDataModule):
         train_items / val_items / test_items: items per epoch / fixed val and test set sizes.
         rir_bank_sizes: simulated RIRs per split (train, val, test).
         room: distribution of simulated rooms (T60 range, dimensions, distances).
-        rir_max_order / rir_calibrate / rir_use_rays / rir_air_absorption: simulation settings.
-            The default (image order <= 40, two T60 calibration passes) costs ~0.17 s per RIR at
-            T60 1 s and measures within a few % of the requested T60 (docs/rir.md).
+        rir_max_order / rir_calibrate / rir_use_rays / rir_air_absorption: simulation settings
+            (docs/rir.md: cost and T60 accuracy of each; the default is the cheapest accurate).
         rir_cache_dir: where simulated banks are cached (keyed by their configuration).
         gain_db_range: the random gain shared by reverb and clean (lowered to avoid clipping).
         synthetic_speakers: speakers of the synthetic generator (split by id ranges).
@@ -58,8 +51,8 @@ class DereverbDataModule(L.LightningDataModule):
             background noise, its SNR (dB re the reverberant speech) and spectral exponent
             (0 white, 1 pink, 2 brown); validation items are drawn the same way.
 
-    Every segment is convolved together with the speech before it (as much as the longest RIR
-    of the banks), so it carries the reverberant tail of earlier speech like a real recording.
+    Every segment is convolved with the speech before it (as long as the longest RIR), so it
+    carries the reverberant tail of earlier speech like a real recording.
     """
 
     def __init__(
@@ -113,7 +106,7 @@ class DereverbDataModule(L.LightningDataModule):
         self.sample_rate, self.segment_seconds, self.clean_target = sample_rate, segment_seconds, clean_target
         self.batch_size, self.num_workers = batch_size, num_workers
         self.items = {"train": train_items, "val": val_items, "test": test_items}
-        self.rir_bank_sizes = dict(zip(("train", "val", "test"), rir_bank_sizes, strict=True))
+        self.rir_bank_sizes = dict(zip(SPLITS, rir_bank_sizes, strict=True))
         self.sim_kwargs = dict(
             max_order=rir_max_order, calibrate=rir_calibrate, use_rays=rir_use_rays,
             air_absorption=rir_air_absorption,
@@ -153,26 +146,17 @@ class DereverbDataModule(L.LightningDataModule):
         return self._speech_source
 
     def rir_bank(self, split: Split) -> RirBank:
-        if split not in self._banks:
-            self._banks[split] = self._load_bank(split)
-        return self._banks[split]
-
-    def _load_bank(self, split: Split) -> RirBank:
+        if split in self._banks:
+            return self._banks[split]
         if self.rirs == "simulated":
-            return RirBank.simulate(
-                self.rir_bank_sizes[split],
-                self.room,
-                seed=self.seed,
-                split=split,
-                sample_rate=self.sample_rate,
-                cache_dir=self.rir_cache_dir,
-                workers=os.cpu_count() or 1,
-                **self.sim_kwargs,
+            bank = RirBank.simulate(
+                self.rir_bank_sizes[split], self.room, seed=self.seed, split=split, sample_rate=self.sample_rate,
+                cache_dir=self.rir_cache_dir, workers=os.cpu_count() or 1, **self.sim_kwargs,
             )
-        bank = RirBank.from_folder(self.rirs, sample_rate=self.sample_rate, channel=self.measured_rir_channel)
-        if self.measured_rir_split == "all":
-            return bank
-        return bank.split(split, seed=self.seed)
+        else:
+            bank = RirBank.from_folder(self.rirs, sample_rate=self.sample_rate, channel=self.measured_rir_channel)
+            bank = bank if self.measured_rir_split == "all" else bank.split(split, seed=self.seed)
+        return self._banks.setdefault(split, bank)
 
     def build_dataset(self, split: Split) -> ReverbPairDataset:
         return ReverbPairDataset(
@@ -194,20 +178,20 @@ class DereverbDataModule(L.LightningDataModule):
     @property
     def preroll(self) -> int:
         """Samples of speech convolved before every segment: the longest RIR of all splits."""
-        return max(len(r.rir) for s in ("train", "val", "test") for r in self.rir_bank(s))
+        return max(len(r.rir) for s in SPLITS for r in self.rir_bank(s))
 
     def _rir_offsets(self) -> dict[str, int]:
         """Where each split's bank starts in the device-side table (train, val, test in order)."""
         if not self.reverb_on_device:
             return {"train": 0, "val": 0, "test": 0}
-        sizes = [len(self.rir_bank(s)) for s in ("train", "val", "test")]
+        sizes = [len(self.rir_bank(s)) for s in SPLITS]
         return {"train": 0, "val": sizes[0], "test": sizes[0] + sizes[1]}
 
     def rir_table(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """All splits' RIRs zero-padded into ``(n_rirs, L_max)`` on ``device``, and their
         direct-path indices ``(n_rirs,)``; built once per device."""
         if device not in self._rir_table:
-            rirs = [r for s in ("train", "val", "test") for r in self.rir_bank(s)]
+            rirs = [r for s in SPLITS for r in self.rir_bank(s)]
             table = torch.zeros(len(rirs), max(r.rir.shape[-1] for r in rirs))
             for i, r in enumerate(rirs):
                 table[i, : r.rir.shape[-1]] = torch.from_numpy(np.asarray(r.rir, dtype=np.float32))
@@ -231,32 +215,28 @@ class DereverbDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         # Simulate (or load) the banks once in the main process so workers only read the cache.
         if self.rirs == "simulated":
-            for split in ("train", "val", "test"):
+            for split in SPLITS:
                 self.rir_bank(split)
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
-        for split in wanted.get(stage, ("train", "val", "test")) if stage else ("train", "val", "test"):
-            if split not in self.datasets:
-                self.datasets[split] = self.build_dataset(split)
+        for split in wanted.get(stage, SPLITS) if stage else SPLITS:
+            self._dataset(split)
 
-    def _loader(self, split: Split) -> DataLoader:
+    def _dataset(self, split: Split) -> ReverbPairDataset:
         if split not in self.datasets:
             self.datasets[split] = self.build_dataset(split)
-        ds = self.datasets[split]
+        return self.datasets[split]
+
+    def _loader(self, split: Split) -> DataLoader:
+        ds = self._dataset(split)
         sampler = EpochSampler(len(ds), seed=self.seed, shuffle=True) if split == "train" else None
         if sampler is not None and self._resume is not None:
             self._apply_resume(sampler, self._resume)
             self._resume = None
         return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            drop_last=split == "train",
+            ds, batch_size=self.batch_size, sampler=sampler, shuffle=False, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(), drop_last=split == "train",
         )
 
     def train_dataloader(self) -> DataLoader:

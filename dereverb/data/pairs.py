@@ -1,17 +1,10 @@
 """Reverberant/clean pairs: :func:`make_pair`, :class:`ReverbPairDataset`, :class:`EpochSampler`.
 
-Workers only crop speech and FFT-convolve it with a room impulse response (or, with
-``convolve=False``, leave the convolution to :func:`make_pairs_torch` on the training device);
-all spectrogram work happens on the training device inside the LightningModule.
-
-Seeding (no global RNG is read):
-- val/test item ``i`` is built from ``default_rng([seed, split, i])``: identical on every run.
-- training items come from :class:`EpochSampler`, which hands the dataset ``epoch * n + i``;
-  item ``i`` of epoch ``e`` is built from ``default_rng([seed, split, e, i])``. Items are fresh
-  every epoch, differ across workers (each index goes to one worker), and do not depend on the
-  number of workers, so a run is reproducible whatever ``num_workers`` is.
-
-No Lightning here: the DataModule that wires these together is :mod:`dereverb.data.datamodule`.
+Workers crop speech and FFT-convolve it with a RIR (or leave that to :func:`make_pairs_torch` on
+the training device). No global RNG is read: val/test item ``i`` comes from
+``default_rng([seed, split, i])``; training item ``i`` of epoch ``e`` (the sampler hands out
+``e * n + i``) from ``default_rng([seed, split, e, i])``, fresh every epoch and the same
+whatever ``num_workers`` is. The Lightning DataModule is :mod:`dereverb.data.datamodule`.
 """
 
 from __future__ import annotations
@@ -27,11 +20,10 @@ from scipy.signal import fftconvolve
 from torch.utils.data import Dataset, Sampler
 
 from dereverb.data.noise import coloured_noise, noise_scale
-from dereverb.data.rir_bank import RirBank, Split
+from dereverb.data.rir_bank import SPLITS, RirBank, Split
 from dereverb.data.speech import SpeechSource
 
-SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
-EARLY_MS = 50.0
+EARLY_MS = 50.0  # the ``early`` target: the RIR up to this long after the direct path
 
 
 @dataclass
@@ -61,15 +53,11 @@ def make_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reverberant and aligned clean segments ``(L,)`` from dry speech ``(preroll + L,)``.
 
-    The first ``preroll`` samples are the speech before the segment: convolving them too puts
-    their reverberant tail into the segment, as in any window cut from a real recording (a
-    preroll of at least the RIR's length makes the pair equal to that window of the whole
-    utterance's convolution). RIRs from :class:`~dereverb.data.rir_bank.RirBank` carry the direct
-    sound at the dry signal's level, so the ``dry`` target = dry speech delayed by the direct-path
-    index has the level and timing of the direct sound in the reverberant signal; ``early`` = dry
-    convolved with the RIR's first ``direct + 50 ms``. ``noise (L,)`` of unit RMS is added to the
-    reverberant segment ``snr_db`` below its power. Both signals share one gain, lowered if needed
-    so neither exceeds ``peak_limit`` (no clipping).
+    The ``preroll`` samples before the segment are convolved too, so their reverberant tail
+    reaches into it as in a window of a recording. Targets: ``dry`` = the dry speech delayed to
+    the direct path (RirBank RIRs carry it at the dry level), ``early`` = dry convolved with the
+    RIR up to ``EARLY_MS`` after it. Unit-RMS ``noise (L,)`` is added ``snr_db`` below the
+    reverberant power; one gain for both, lowered so neither exceeds ``peak_limit``.
     """
     length = dry.shape[-1] - preroll
     d = int(direct_index)
@@ -179,20 +167,15 @@ class EpochSampler(Sampler[int]):
 
 
 class ReverbPairDataset(Dataset):
-    """Map-style dataset of reverberant/clean pairs.
+    """Map-style dataset of reverberant/clean pairs, ``num_items`` per epoch.
 
-    ``len`` items per epoch; ``deterministic=True`` (val/test) makes item ``i`` a pure
-    function of ``(seed, split, i)``; otherwise the index handed in by :class:`EpochSampler`
-    also encodes the epoch. Returns dicts of tensors: ``reverb (L,)``, ``clean (L,)``,
-    ``t60 ()``, ``drr ()``, ``snr_db ()``, ``rir_index ()`` and ``dry (L,)``. With
-    ``convolve=False`` (the device path) ``reverb``/``clean`` are left out: workers only read and
-    crop audio (``dry (preroll + L,)``) and draw the noise (``noise (L,)``, ``gain_db``), and
-    :func:`make_pairs_torch` builds the pair on the training device.
-
-    ``preroll``: samples of speech before each segment that are convolved with it (default: the
-    bank's longest RIR, so every segment carries the full tail of the speech before it).
-    ``noise_prob`` of the items get coloured noise (spectral exponent uniform in
-    ``noise_exponent_range``) at an SNR uniform in ``noise_snr_db_range``; the rest none.
+    ``deterministic`` (default: val/test) makes item ``i`` a function of ``(seed, split, i)``;
+    otherwise the index from :class:`EpochSampler` also encodes the epoch. Items are dicts of
+    tensors ``reverb (L,)``, ``clean (L,)``, ``dry (L,)``, ``t60 ()``, ``drr ()``, ``snr_db ()``,
+    ``rir_index ()``; with ``convolve=False`` (the device path) ``dry (preroll + L,)``,
+    ``noise (L,)`` and ``gain_db ()`` instead of ``reverb``/``clean``. ``preroll`` defaults to the
+    bank's longest RIR; ``noise_prob`` of the items get coloured noise (exponent and SNR uniform
+    in their ranges).
     """
 
     def __init__(
@@ -241,11 +224,11 @@ class ReverbPairDataset(Dataset):
         L = self.segment_samples
         if self.deterministic:
             i = index % self.num_items
-            rng = np.random.default_rng([self.seed, SPLIT_CODE[self.split], i])
+            rng = np.random.default_rng([self.seed, SPLITS.index(self.split), i])
             dry = self.speech.item(i, L, self.preroll)
         else:
             epoch, i = divmod(index, self.num_items)
-            rng = np.random.default_rng([self.seed, SPLIT_CODE[self.split], epoch, i])
+            rng = np.random.default_rng([self.seed, SPLITS.index(self.split), epoch, i])
             dry = self.speech.sample(rng, L, self.preroll)
         r = int(rng.integers(len(self.rirs)))
         gain_db = float(rng.uniform(*self.gain_db_range))
@@ -265,24 +248,14 @@ class ReverbPairDataset(Dataset):
         return PairItem(reverb, clean, dry[self.preroll :], r, float(rir.t60), float(rir.drr), snr_db)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not self.convolve:
+        if self.convolve:
+            it = self.item(int(index))
+            out = dict(reverb=it.reverb, clean=it.clean, dry=it.dry, rir_index=it.rir_index,
+                       snr_db=it.snr_db, t60=it.t60, drr=it.drr)  # fmt: skip
+        else:
             dry, r, gain_db, noise, snr_db = self.draw(int(index))
-            return {
-                "dry": torch.from_numpy(dry),
-                "noise": torch.from_numpy(noise),
-                "snr_db": torch.tensor(snr_db, dtype=torch.float32),
-                "rir_index": torch.tensor(self.rir_offset + r),
-                "gain_db": torch.tensor(gain_db, dtype=torch.float32),
-                "t60": torch.tensor(float(self.rirs[r].t60), dtype=torch.float32),
-                "drr": torch.tensor(float(self.rirs[r].drr), dtype=torch.float32),
-            }
-        it = self.item(int(index))
-        return {
-            "reverb": torch.from_numpy(it.reverb),
-            "clean": torch.from_numpy(it.clean),
-            "dry": torch.from_numpy(it.dry),
-            "snr_db": torch.tensor(it.snr_db, dtype=torch.float32),
-            "rir_index": torch.tensor(it.rir_index),
-            "t60": torch.tensor(it.t60, dtype=torch.float32),
-            "drr": torch.tensor(it.drr, dtype=torch.float32),
-        }
+            out = dict(dry=dry, noise=noise, rir_index=self.rir_offset + r, snr_db=snr_db,
+                       gain_db=gain_db, t60=self.rirs[r].t60, drr=self.rirs[r].drr)  # fmt: skip
+        return {k: torch.from_numpy(v) if isinstance(v, np.ndarray)
+                else torch.tensor(v, dtype=torch.int64 if k == "rir_index" else torch.float32)
+                for k, v in out.items()}  # fmt: skip
