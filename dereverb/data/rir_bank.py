@@ -93,9 +93,7 @@ class RirBank:
     ) -> None:
         n = len(rirs)
         if not all(len(v) == n for v in (t60s, drrs, direct_indices, names)):
-            raise RirError(
-                "RirBank: rirs, t60s, drrs, direct_indices and names must have one entry per RIR"
-            )
+            raise RirError("RirBank: rirs, t60s, drrs, direct_indices and names must have one entry per RIR")
         self.rirs = [np.asarray(r, dtype=np.float32) for r in rirs]
         self.t60s = np.asarray(t60s, dtype=np.float64)
         self.drrs = np.asarray(drrs, dtype=np.float64)
@@ -126,29 +124,21 @@ class RirBank:
             [self.names[i] for i in idx], self.sample_rate, self.nominal_t60s[idx],
         )
 
-    def split(
-        self, name: str, seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1)
-    ) -> RirBank:
-        """Disjoint deterministic train/val/test part of one bank (for a measured folder).
-
-        A seeded permutation is cut into ``fractions``; val and test get at least one RIR each.
-        """
+    def split(self, name: str, seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> RirBank:
+        """Disjoint deterministic train/val/test part of one bank (for a measured folder): a seeded
+        permutation cut into ``fractions``, at least one RIR for val and test."""
         if name not in SPLITS:
             raise RirError(f"split name {name!r}: must be one of {SPLITS}")
         n = len(self)
         if n < 3:
             raise RirError(f"RirBank.split: {n} RIRs cannot make three disjoint splits; need >= 3")
         if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
-            raise RirError(
-                f"RirBank.split: fractions={tuple(fractions)} must be three non-negative numbers"
-            )
+            raise RirError(f"RirBank.split: fractions={tuple(fractions)} must be three non-negative numbers")
         f = np.asarray(fractions, float) / sum(fractions)
         n_val, n_test = (max(1, int(round(x * n))) for x in f[1:])
         n_train = n - n_val - n_test
         if n_train < 1:
-            raise RirError(
-                f"RirBank.split: {n} RIRs leave no training RIR with fractions {tuple(fractions)}"
-            )
+            raise RirError(f"RirBank.split: {n} RIRs leave no training RIR with fractions {tuple(fractions)}")
         perm = np.random.default_rng(seed).permutation(n)
         parts = {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
         return self.subset(sorted(parts[name].tolist()))
@@ -232,44 +222,26 @@ class RirBank:
 
     @classmethod
     def from_folder(
-        cls,
-        folder: str | os.PathLike,
-        sample_rate: int = 16000,
-        channel: int = 0,
-        pre_delay_ms: float = 1.0,
+        cls, folder: str | os.PathLike, sample_rate: int = 16000, channel: int = 0, pre_delay_ms: float = 1.0
     ) -> RirBank:
-        """Load measured RIRs: every audio file under ``folder`` (recursive, sorted).
-
-        Each is resampled to ``sample_rate`` (torchaudio), reduced to ``channel``, cut so its
-        direct path sits ``pre_delay_ms`` after the start (zero-padded if it came earlier), so
-        ``direct_index == round(pre_delay_ms * sample_rate / 1000)`` for every RIR, and scaled
-        so that sample is +1. Names are paths relative to ``folder`` without the extension.
-        """
-        from dereverb.signals.audio import AUDIO_EXTENSIONS
+        """Measured RIRs: every audio file under ``folder`` (recursive, sorted), resampled, reduced
+        to ``channel``, cut so the direct path is ``pre_delay_ms`` from the start (zero-padded if
+        earlier) and scaled so it is +1. Names: paths relative to ``folder``, no extension."""
+        from dereverb.signals.audio import find_audio_files
 
         root = Path(folder)
         if not root.is_dir():
-            raise RirError(
-                f"RirBank.from_folder: {root} is not a folder; give a folder of RIR audio files"
-            )
-        files = sorted(
-            p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
-        )
+            raise RirError(f"RirBank.from_folder: {root} is not a folder; give a folder of RIR audio files")
+        files = find_audio_files(root)
         if not files:
-            raise RirError(
-                f"RirBank.from_folder: no audio files (WAV, FLAC, MP3, ...) under {root}; "
-                "put measured impulse responses there"
-            )
+            raise RirError(f"RirBank.from_folder: no audio files (WAV, FLAC, MP3, ...) under {root}; "
+                           "put measured impulse responses there")  # fmt: skip
         return cls.from_files(files, root, sample_rate, channel, pre_delay_ms)
 
     @classmethod
     def from_files(
-        cls,
-        files: Sequence[str | os.PathLike],
-        root: str | os.PathLike,
-        sample_rate: int = 16000,
-        channel: int = 0,
-        pre_delay_ms: float = 1.0,
+        cls, files: Sequence[str | os.PathLike], root: str | os.PathLike, sample_rate: int = 16000,
+        channel: int = 0, pre_delay_ms: float = 1.0,
     ) -> RirBank:
         """Measured RIR files loaded as :meth:`from_folder` does; names relative to ``root``."""
         from dereverb.signals.audio import AudioError, read_audio, resample
@@ -283,9 +255,7 @@ class RirBank:
             except AudioError as exc:
                 raise RirError(f"RirBank.from_folder: {exc}") from exc
             if not 0 <= channel < x.shape[0]:
-                raise RirError(
-                    f"{p}: has {x.shape[0]} channel(s); channel={channel} does not exist"
-                )
+                raise RirError(f"{p}: has {x.shape[0]} channel(s); channel={channel} does not exist")
             x = np.asarray(resample(x[channel], sr, sample_rate), dtype=np.float64)
             d = direct_path_index(x)
             x = np.concatenate([np.zeros(max(0, pre - d)), x[max(0, d - pre) :]])

@@ -53,12 +53,6 @@ def _vec3(v: Sequence[float]) -> Vec3:
     return tuple(round(float(x), 6) for x in v)  # type: ignore[return-value]
 
 
-def _check_range(name: str, r: Sequence[float], low: float = 0.0) -> tuple[float, float]:
-    if len(r) != 2 or not (low < float(r[0]) <= float(r[1])):
-        raise RirError(f"RoomSampler.{name}={tuple(r)!r}: need (min, max) with {low} < min <= max")
-    return float(r[0]), float(r[1])
-
-
 @dataclass(frozen=True)
 class RoomSampler:
     """Distribution of shoebox rooms and placements, uniform within each range: T60 (s), room
@@ -82,18 +76,16 @@ class RoomSampler:
             if isinstance(v, (list, tuple)):
                 object.__setattr__(self, f.name, tuple(float(x) for x in v))
         object.__setattr__(self, "wall_clearance", float(self.wall_clearance))
-        t_lo, _ = _check_range("t60_range", self.t60_range)
-        _check_range("distance_range", self.distance_range)
-        _check_range("mic_height_range", self.mic_height_range)
-        _check_range("source_height_range", self.source_height_range)
+        for name in ("t60_range", "distance_range", "mic_height_range", "source_height_range"):
+            r = getattr(self, name)
+            if len(r) != 2 or not 0 < r[0] <= r[1]:
+                raise RirError(f"RoomSampler.{name}={tuple(r)!r}: need (min, max) with 0.0 < min <= max")
         if len(self.room_dims_min) != 3 or len(self.room_dims_max) != 3:
             raise RirError("RoomSampler.room_dims_min/max: give three lengths (x, y, z) in metres")
         for a, b in zip(self.room_dims_min, self.room_dims_max, strict=True):
             if not 0 < a <= b:
-                raise RirError(
-                    f"RoomSampler.room_dims_min={self.room_dims_min} / room_dims_max="
-                    f"{self.room_dims_max}: need 0 < min <= max on every axis"
-                )
+                raise RirError(f"RoomSampler.room_dims_min={self.room_dims_min} / room_dims_max="
+                               f"{self.room_dims_max}: need 0 < min <= max on every axis")  # fmt: skip
         if self.wall_clearance < 0 or 2 * self.wall_clearance >= min(self.room_dims_min[:2]):
             raise RirError(
                 f"RoomSampler.wall_clearance={self.wall_clearance}: must be >= 0 and leave floor "
@@ -107,6 +99,7 @@ class RoomSampler:
             )
         lx, ly, lz = self.room_dims_max  # Sabine's absorption (pra.inverse_sabine's) must be <= 1
         surface = 2 * (lx * ly + lx * lz + ly * lz)
+        t_lo = self.t60_range[0]
         worst = 24 * math.log(10) * lx * ly * lz / (SPEED_OF_SOUND * surface * t_lo)
         if worst > 1.0:
             raise RirError(

@@ -36,13 +36,11 @@ class SpeechSource(Protocol):
     def split(self, name: SplitName) -> SpeechSource: ...
 
     def sample(self, rng: np.random.Generator, length: int, preroll: int = 0) -> np.ndarray:
-        """A random non-silent crop of a random utterance (training), after ``preroll`` samples of
-        the speech before it (its reverberant tail reaches into the crop). (preroll + length,) float32"""
-        ...
+        """A random non-silent crop (training) after ``preroll`` samples of the speech before it,
+        whose reverberant tail reaches into the crop. (preroll + length,) float32"""
 
     def item(self, index: int, length: int, preroll: int = 0) -> np.ndarray:
         """Deterministic crop number ``index`` (validation / test). (preroll + length,) float32"""
-        ...
 
     def __len__(self) -> int: ...
 
@@ -174,9 +172,9 @@ class SpeechCorpus:
 
     # ------------------------------------------------------------------ indexing
     def _scan(self) -> list[Utterance]:
-        files = sorted(
-            p for p in self.root.rglob("*") if p.suffix.lower() in self.extensions and p.is_file()
-        )
+        from dereverb.signals.audio import find_audio_files
+
+        files = find_audio_files(self.root, self.extensions)
         if not files:
             raise CorpusError(
                 f"no audio files ({', '.join(self.extensions)}) found under {self.root}; put WAV/FLAC "
@@ -193,9 +191,7 @@ class SpeechCorpus:
                     raise ValueError("no samples")
             except Exception as exc:  # libsndfile raises several types for non-audio files
                 self.skipped.append(p)
-                reasons.append(
-                    f"{p.name} ({str(exc).strip().splitlines()[-1][-80:] or type(exc).__name__})"
-                )
+                reasons.append(f"{p.name} ({str(exc).strip().splitlines()[-1][-80:] or type(exc).__name__})")
                 continue
             duration = info.frames / info.samplerate
             if duration < self.min_duration:
@@ -206,18 +202,11 @@ class SpeechCorpus:
             more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
             warnings.warn(
                 f"skipped {len(self.skipped)} unreadable audio file(s) under {self.root}: "
-                f"{'; '.join(reasons[:3])}{more} (listed in SpeechCorpus.skipped); "
-                "re-export or remove them",
-                CorpusWarning,
-                stacklevel=3,
-            )
+                f"{'; '.join(reasons[:3])}{more} (listed in SpeechCorpus.skipped); re-export or remove them",
+                CorpusWarning, stacklevel=3,
+            )  # fmt: skip
         if self.n_too_short:
-            log.info(
-                "%s: dropped %d utterance(s) shorter than %.2f s",
-                self.root,
-                self.n_too_short,
-                self.min_duration,
-            )
+            log.info("%s: dropped %d utterance(s) shorter than %.2f s", self.root, self.n_too_short, self.min_duration)
         if not utts:
             raise CorpusError(
                 f"no usable utterances under {self.root}: {len(files)} file(s) found, "
@@ -241,17 +230,13 @@ class SpeechCorpus:
 
     def __repr__(self) -> str:
         part = f", split={self.split_name!r}" if self.split_name else ""
-        return (
-            f"SpeechCorpus({str(self.root)!r}, utterances={len(self)}, speakers={len(self.speakers)}, "
-            f"hours={self.total_duration / 3600:.2f}{part})"
-        )
+        return (f"SpeechCorpus({str(self.root)!r}, utterances={len(self)}, speakers={len(self.speakers)}, "
+                f"hours={self.total_duration / 3600:.2f}{part})")  # fmt: skip
 
     def split_speakers(self) -> dict[str, list[str]]:
         """Speaker ids of each split: seeded shuffle of the sorted ids, cut by the fractions."""
         if self.split_name is not None:
-            raise ValueError(
-                f"this corpus is already the {self.split_name!r} split; split the full corpus"
-            )
+            raise ValueError(f"this corpus is already the {self.split_name!r} split; split the full corpus")
         spk = self.speakers
         try:
             ranges = split_ranges(len(spk), self.split_fractions)
@@ -263,11 +248,8 @@ class SpeechCorpus:
                 "fractions to 0 (e.g. (1, 0, 0)). Speaker ids come from LibriSpeech/VCTK/CMU ARCTIC "
                 "file names, else the parent folder name"
             ) from exc
-        order = np.random.default_rng(self.seed).permutation(len(spk))
-        shuffled = [spk[i] for i in order]
-        return {
-            name: sorted(shuffled[lo:hi]) for name, (lo, hi) in zip(SPLITS, ranges, strict=True)
-        }
+        shuffled = [spk[i] for i in np.random.default_rng(self.seed).permutation(len(spk))]
+        return {name: sorted(shuffled[lo:hi]) for name, (lo, hi) in zip(SPLITS, ranges, strict=True)}
 
     def split(self, name: SplitName) -> SpeechCorpus:
         """The speaker-disjoint ``train``/``val``/``test`` part; shares the audio cache."""
@@ -275,10 +257,8 @@ class SpeechCorpus:
             raise ValueError(f"split name must be one of {SPLITS}, got {name!r}")
         keep = set(self.split_speakers()[name])
         if not keep:
-            raise CorpusError(
-                f"{self.root}: split {name!r} is empty because its fraction in "
-                f"split_fractions={self.split_fractions} is 0"
-            )
+            raise CorpusError(f"{self.root}: split {name!r} is empty because its fraction in "
+                              f"split_fractions={self.split_fractions} is 0")  # fmt: skip
         view = SpeechCorpus.__new__(SpeechCorpus)
         view.__dict__.update(self.__dict__)
         view.split_name = name
@@ -293,9 +273,7 @@ class SpeechCorpus:
             crop = self._crop(int(rng.integers(len(self.utterances))), rng, length, preroll)
             if crop is not None:
                 return crop
-        raise CorpusError(
-            f"{self.root}: could not read a non-silent utterance in 20 tries; check the files"
-        )
+        raise CorpusError(f"{self.root}: could not read a non-silent utterance in 20 tries; check the files")
 
     def item(self, index: int, length: int, preroll: int = 0) -> np.ndarray:
         """Deterministic crop ``index`` (any int >= 0; utterance ``index % len``), with ``preroll``
@@ -334,9 +312,7 @@ class SpeechCorpus:
             x = np.asarray(resample(x, sr, self.sample_rate), dtype=np.float32)
         return x, active_level_db(x, self.sample_rate)
 
-    def _crop(
-        self, index: int, rng: np.random.Generator, length: int, preroll: int = 0
-    ) -> np.ndarray | None:
+    def _crop(self, index: int, rng: np.random.Generator, length: int, preroll: int = 0) -> np.ndarray | None:
         loaded = self.load(index)
         if loaded is None or not np.isfinite(loaded[1]):
             return None  # undecodable or digitally silent

@@ -22,22 +22,12 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 # Stream tags keep the random streams of different purposes independent.
 _TAG_SPEAKER, _TAG_UTTERANCE, _TAG_ITEM, _TAG_CHOOSE = 0, 1, 2, 3
 
-# Adult-male vowel formants F1-F4 in Hz (Peterson & Barney 1952; F4 nominal).
-_VOWELS = np.array(
-    [
-        [270, 2290, 3010, 3500],  # i
-        [390, 1990, 2550, 3500],  # I
-        [530, 1840, 2480, 3500],  # E
-        [660, 1720, 2410, 3500],  # ae
-        [730, 1090, 2440, 3400],  # a
-        [570, 840, 2410, 3400],  # O
-        [440, 1020, 2240, 3400],  # U
-        [300, 870, 2240, 3400],  # u
-        [640, 1190, 2390, 3400],  # V
-        [490, 1350, 1690, 3300],  # er
-    ],
-    dtype=np.float64,
-)
+# Adult-male vowel formants F1-F4 in Hz of i I E ae a O U u V er (Peterson & Barney 1952; F4 nominal).
+_VOWELS = np.array([
+    [270, 2290, 3010, 3500], [390, 1990, 2550, 3500], [530, 1840, 2480, 3500], [660, 1720, 2410, 3500],
+    [730, 1090, 2440, 3400], [570, 840, 2410, 3400], [440, 1020, 2240, 3400], [300, 870, 2240, 3400],
+    [640, 1190, 2390, 3400], [490, 1350, 1690, 3300],
+], dtype=np.float64)  # fmt: skip
 _BANDWIDTHS = np.array([65.0, 90.0, 130.0, 180.0])  # F1-F4 bandwidths, Hz
 # High-frequency correction (dB) at _HF_SHELF_HZ (x vocal-tract scale), see _hf_correction.
 _HF_SHELF_HZ = (1.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7500.0, 16000.0)
@@ -45,14 +35,10 @@ _HF_SHELF_DB = (0.0, 1.0, 7.0, 1.5, 4.5, 1.0, 1.0, -13.0, -20.0, -20.0)
 _HP_BANDWIDTH = (300.0, 150.0)  # bandwidth of pole k >= 5: a + b * (k - 5), Hz
 _F2_LOCI = np.array([900.0, 1700.0, 2200.0])  # labial, alveolar, velar consonant F2 loci
 # Fricative noise bands: centre (Hz, adult male), width (natural-log units), level (dB re vowel RMS).
-_FRICATIVES = MappingProxyType(
-    {
-        "s": (5500.0, 0.30, -7.0),
-        "sh": (3000.0, 0.40, -6.0),
-        "f": (3500.0, 0.90, -16.0),
-        "h": (1800.0, 0.70, -18.0),  # aspiration after a plosive release
-    }
-)
+_FRICATIVES = MappingProxyType({
+    "s": (5500.0, 0.30, -7.0), "sh": (3000.0, 0.40, -6.0), "f": (3500.0, 0.90, -16.0),
+    "h": (1800.0, 0.70, -18.0),  # aspiration after a plosive release
+})  # fmt: skip
 _FRIC_NAMES = ("s", "sh", "f")
 
 N_FFT, HOP = 512, 128  # frame grid of the time-varying filter (32 ms window, 8 ms hop at 16 kHz)
@@ -96,26 +82,17 @@ class _Syllable:
 
 
 def _rng(*entropy: int) -> np.random.Generator:
-    for e in entropy:
-        if e < 0:
-            raise ValueError(
-                f"seeds must be non-negative integers, got {entropy}; pass a seed >= 0"
-            )
+    if min(entropy) < 0:
+        raise ValueError(f"seeds must be non-negative integers, got {entropy}; pass a seed >= 0")
     return np.random.default_rng(np.random.SeedSequence([int(e) for e in entropy]))
 
 
 def split_ranges(n: int, fractions: tuple[float, float, float]) -> list[tuple[int, int]]:
-    """Contiguous [start, stop) ranges of ``n`` items for train/val/test.
-
-    Every split with a positive fraction gets at least one item (needs n >= number of such
-    splits); the rest follow the fractions, train taking the remainder.
-    """
+    """Contiguous [start, stop) ranges of ``n`` items for train/val/test: every split with a
+    positive fraction gets at least one, the rest follow the fractions, train the remainder."""
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.shape != (3,) or np.any(fr < 0) or not np.isclose(fr.sum(), 1.0):
-        raise ValueError(
-            f"split_fractions must be three non-negative numbers summing to 1 (train, val, test), "
-            f"got {fractions}"
-        )
+        raise ValueError(f"split_fractions must be three non-negative numbers summing to 1 (train, val, test), got {fractions}")
     need = int((fr > 0).sum())
     if n < need:
         raise ValueError(
@@ -192,12 +169,8 @@ def _active_frames(active: np.ndarray, m: int) -> np.ndarray:
 
 
 class SyntheticSpeech:
-    """Seeded procedural speech; implements the ``SpeechSource`` protocol.
-
-    Speakers ``0 .. n_speakers-1`` are split into contiguous, disjoint id ranges for
-    train/val/test by ``split_fractions``. ``len()`` is nominal (``utterances_per_speaker`` per
-    speaker): ``item(index)`` accepts any index >= 0 and ``sample`` draws unboundedly.
-    """
+    """Seeded procedural speech as a ``SpeechSource``. Splits are contiguous speaker-id ranges;
+    ``len()`` is nominal (``utterances_per_speaker`` per speaker): ``item`` takes any index >= 0."""
 
     def __init__(
         self,
@@ -245,14 +218,10 @@ class SyntheticSpeech:
         if name not in SPLITS:
             raise ValueError(f"split name must be one of {SPLITS}, got {name!r}")
         if self.split_name is not None:
-            raise ValueError(
-                f"this source is already the {self.split_name!r} split; split the full source"
-            )
+            raise ValueError(f"this source is already the {self.split_name!r} split; split the full source")
         lo, hi = split_ranges(self.n_speakers, self.split_fractions)[SPLITS.index(name)]
         if hi <= lo:
-            raise ValueError(
-                f"split {name!r} is empty: its fraction in split_fractions={self.split_fractions} is 0"
-            )
+            raise ValueError(f"split {name!r} is empty: its fraction in split_fractions={self.split_fractions} is 0")
         view = SyntheticSpeech.__new__(SyntheticSpeech)
         view.__dict__.update(self.__dict__)
         view.split_name = name
@@ -260,23 +229,16 @@ class SyntheticSpeech:
         return view
 
     def sample(self, rng: np.random.Generator, length: int, preroll: int = 0) -> np.ndarray:
-        """A fresh utterance of ``preroll + length`` samples by a speaker of this split (the crop is
-        its last ``length``). (preroll + length,) float32
-
-        Speech starts within the first 0.25 s (scaled down for lengths under 1 s), so no
-        training item is silent; phrase pauses inside last 0.15-0.7 s.
-        """
+        """A fresh utterance by a speaker of this split; speech starts at once, so no item is
+        silent. (preroll + length,) float32"""
         length = check_length(length)
         speaker = int(rng.choice(self._ids))
         seed = int(rng.integers(0, 2**63 - 1))
         return self._render(_rng(self.seed, _TAG_UTTERANCE, speaker, seed), preroll + length, speaker)
 
     def item(self, index: int, length: int, preroll: int = 0) -> np.ndarray:
-        """Deterministic utterance number ``index`` (any int >= 0) of this split, ``preroll + length``
-        samples long. (preroll + length,) float32
-
-        Speakers rotate with the index so every speaker of the split appears.
-        """
+        """Deterministic utterance ``index`` (any int >= 0) of this split, by speaker ``index``
+        modulo the split's speakers. (preroll + length,) float32"""
         length = check_length(length)
         if index < 0:
             raise IndexError(f"index must be >= 0, got {index}")
@@ -286,11 +248,8 @@ class SyntheticSpeech:
 
     # ------------------------------------------------------------------ public helpers
     def utterance(self, seed: int, duration: float, speaker: int | None = None) -> np.ndarray:
-        """Utterance ``seed`` of ``duration`` seconds, identical for identical arguments. (L,) float32
-
-        ``speaker`` is an integer id in ``[0, n_speakers)``; ``None`` picks one of this source's
-        speakers from ``seed``.
-        """
+        """Utterance ``seed`` of ``duration`` s by ``speaker`` (an id in ``[0, n_speakers)``;
+        ``None``: one of this source's, from ``seed``). (L,) float32"""
         if duration <= 0:
             raise ValueError(f"duration must be > 0 seconds, got {duration}")
         if speaker is None:
@@ -308,21 +267,15 @@ class SyntheticSpeech:
             f0_mean, f0_range, vt = rng.uniform(185, 230), (165.0, 255.0), rng.uniform(1.12, 1.24)
         else:
             f0_mean, f0_range, vt = rng.uniform(100, 135), (85.0, 155.0), rng.uniform(0.93, 1.05)
-        return SpeakerParams(
-            female=female,
-            f0_mean=float(f0_mean),
-            f0_range=f0_range,
-            vt_scale=float(vt),
-            rate=float(rng.uniform(3.5, 5.0)),
-            open_quotient=float(rng.uniform(0.35, 0.5)),
-            closing_quotient=float(rng.uniform(0.08, 0.18)),
-            jitter=float(rng.uniform(0.004, 0.012)),
+        return SpeakerParams(  # keyword order = draw order
+            female=female, f0_mean=float(f0_mean), f0_range=f0_range, vt_scale=float(vt),
+            rate=float(rng.uniform(3.5, 5.0)), open_quotient=float(rng.uniform(0.35, 0.5)),
+            closing_quotient=float(rng.uniform(0.08, 0.18)), jitter=float(rng.uniform(0.004, 0.012)),
             shimmer=float(rng.uniform(0.03, 0.08)),
             breathiness=float(rng.uniform(0.05, 0.3) * (1.6 if female else 1.0)),
-            pitch_span=float(rng.uniform(1.5, 4.0)),
-            bandwidth_scale=float(rng.uniform(0.8, 1.25)),
+            pitch_span=float(rng.uniform(1.5, 4.0)), bandwidth_scale=float(rng.uniform(0.8, 1.25)),
             tilt=float(rng.uniform(-5.0, -2.0) if female else rng.uniform(-1.5, 1.5)),
-        )
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ rendering
     def _plan(self, rng: np.random.Generator, dur: float, p: SpeakerParams) -> list[_Syllable]:
@@ -336,36 +289,23 @@ class SyntheticSpeech:
                 onset = str(rng.choice(["none", "fric", "plos", "nasal"], p=[0.2, 0.3, 0.3, 0.2]))
                 if onset == "plos" and not syl:  # an initial closure would only be silence
                     onset = "nasal"
-                od = {
-                    "none": 0.0,
-                    "fric": rng.uniform(0.06, 0.12),
-                    "plos": rng.uniform(0.06, 0.11),
-                    "nasal": rng.uniform(0.04, 0.08),
-                }[onset]
+                # all three onset durations are drawn, whichever is used (the stream depends on it)
+                od = {"none": 0.0, "fric": rng.uniform(0.06, 0.12), "plos": rng.uniform(0.06, 0.11),
+                      "nasal": rng.uniform(0.04, 0.08)}[onset]  # fmt: skip
                 od = min(od, 0.45 * d)
                 coda = bool(rng.random() < 0.15) and d - od > 0.16
                 cd = rng.uniform(0.05, 0.09) if coda else 0.0
                 stressed = bool(rng.random() < 0.35)
                 pos = i / max(n_syl - 1, 1)
-                syl.append(
-                    _Syllable(
-                        start=t,
-                        end=t + d,
-                        onset=onset,
-                        onset_end=t + od,
-                        fricative=str(rng.choice(_FRIC_NAMES, p=[0.45, 0.25, 0.3])),
-                        coda=coda,
-                        coda_start=t + d - cd,
-                        vowel=int(rng.integers(len(_VOWELS))),
-                        diphthong=int(rng.integers(len(_VOWELS))) if rng.random() < 0.25 else -1,
-                        locus=float(rng.choice(_F2_LOCI)),
-                        amplitude=(1.0 if stressed else 0.55)
-                        * (1.0 - 0.35 * pos)
-                        * rng.uniform(0.85, 1.15),
-                        stressed=stressed,
-                        phrase_pos=pos,
-                    )
-                )
+                syl.append(_Syllable(  # keyword order = draw order
+                    start=t, end=t + d, onset=onset, onset_end=t + od,
+                    fricative=str(rng.choice(_FRIC_NAMES, p=[0.45, 0.25, 0.3])), coda=coda,
+                    coda_start=t + d - cd, vowel=int(rng.integers(len(_VOWELS))),
+                    diphthong=int(rng.integers(len(_VOWELS))) if rng.random() < 0.25 else -1,
+                    locus=float(rng.choice(_F2_LOCI)),
+                    amplitude=(1.0 if stressed else 0.55) * (1.0 - 0.35 * pos) * rng.uniform(0.85, 1.15),
+                    stressed=stressed, phrase_pos=pos,
+                ))  # fmt: skip
                 t += d
                 if t >= dur:
                     break
