@@ -93,7 +93,7 @@ def fit_benchmark(args: argparse.Namespace, extra: list[str]) -> None:
                        "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
                        "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", tmp,
                        "--trainer.logger.init_args.save_dir", tmp, "--checkpoint.save_last", "false",
-                       "--autosave.every_n_train_steps", "0", "--autosave.on_interrupt", "false",
+                       "--autosave.every_n_train_steps", "0", "--autosave.save_on_exception", "false",
                        "--trainer.precision", LIGHTNING_PRECISION[prec], *extra], callbacks=[timer])
         if timer.start is None or timer.samples == 0:
             raise SystemExit("error: fewer training steps than --warmup; raise --steps or data.train_items")

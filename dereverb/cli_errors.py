@@ -8,7 +8,6 @@ error (a bug), 2 bad input or usage, 130 Ctrl-C, 143 SIGTERM.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -20,13 +19,10 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2,
 #: Same number as EXIT_INTERNAL, which the study never returns: it reports its own bugs per run.
 EXIT_FAILED_RUNS = 1
 
-_CLASS_REPR = re.compile(r"<class '(?:builtins\.)?([\w.]+)'>")
-
 
 def one_line(text: str) -> str:
-    """Collapse a (possibly multi-line) message into one line; ``<class 'int'>`` -> ``int``."""
-    text = _CLASS_REPR.sub(r"\1", str(text))
-    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    """A (possibly multi-line) message as one line."""
+    return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
 
 
 def debug_requested(argv: Sequence[str]) -> bool:
@@ -47,72 +43,16 @@ def unexpected(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {one_line(str(exc)) or '(no message)'} (re-run with --debug for the traceback)"
 
 
-_LITERAL = re.compile(r"a typing\.Literal\[(.*?)\]")
-_PARSER_KEY = re.compile(r'Parser key "([^"]+)":\s*(.*)')
-def tidy_parse_error(message: str) -> str:
-    """jsonargparse's multi-line error -> one line ``key: what was expected (got value)``."""
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
-    if not lines:
-        return ""
-    prefix = ""
-    m = _PARSER_KEY.match(lines[0])
-    if m:
-        prefix = f"{m.group(1)}: "
-        lines = ([m.group(2)] if m.group(2) else []) + lines[1:]
-    lines = [_LITERAL.sub(lambda m: f"one of {m.group(1)}", one_line(ln)).replace("a int", "an int") for ln in lines]
-    if not any("Union subtypes" in ln for ln in lines):
-        return prefix + one_line("\n".join(lines))
-    errors: list[str] = []
-    given = ""
-    capture = False
-    for ln in lines:
-        if ln.startswith("Errors:"):
-            capture = True
-        elif ln.startswith("Given value type:"):
-            capture = False
-        elif ln.startswith("Given value:"):
-            given = ln[len("Given value:") :].strip()
-        elif capture and "NoneType" not in ln:
-            errors.append(ln.lstrip("- ").strip())
-    text = one_line(" ".join(errors)) or "invalid value"
-    if given and len(given) <= 60 and not given.startswith(("NestedArg", "Namespace")):
-        text += f" (got {given})"
-    return prefix + text
-
-
-def tidy_usage_error(parser: Any, message: str) -> str:
-    """jsonargparse's multi-line error about a command-line flag -> one line naming the flag:
-    ``argument --flag: expected an integer, got 'x'`` / ``argument --flag: must be > 0, got -2``;
-    required arguments by their flags. Other messages pass through :func:`one_line`."""
-    flags = {a.dest: "/".join(a.option_strings) for a in parser._actions if a.option_strings}
-    if message.startswith("the following arguments are required:"):
-        names = message.split(":", 1)[1].split(",")
-        return "the following arguments are required: " + ", ".join(flags.get(n.strip(), n.strip()) for n in names)
-    key = _PARSER_KEY.match(message)
-    if key is None:
-        return one_line(message)
-    dest = key.group(1)
-    flag = flags.get(dest, dest).split("/")[-1]
-    given = re.search(r"(?:Given|Got) value: (.*)", message) or re.search(r"(\S+) does not conform|: '(.*)'$", message)
-    value = next((g for g in given.groups() if g is not None), "") if given else ""
-    if rule := re.search(r"restriction v(>=|>)(\S+)", message):
-        return f"argument {flag}: must be {rule.group(1)} {rule.group(2)}, got {value}"
-    action = next((a for a in parser._actions if a.dest == dest), None)
-    hint = str(getattr(action, "_typehint", getattr(action, "type", "")))
-    kind = "an integer" if "int" in hint.lower() else "a number"
-    return f"argument {flag}: expected {kind}, got {value!r}"
-
-
 def parse_one_line(parser: Any, argv: Sequence[str] | None) -> Any:
     """``parser.parse_args(argv)`` for a jsonargparse parser built with ``exit_on_error=False``:
-    a usage error exits 2 with ``error: <one line> (see <prog> --help)`` (:func:`tidy_usage_error`)
-    instead of jsonargparse's usage block; ``--help`` exits 0 as usual."""
+    a usage error exits 2 with jsonargparse's own message on one line,
+    ``error: <message> (see <prog> --help)``, instead of its usage block."""
     from jsonargparse import ArgumentError
 
     try:
         return parser.parse_args(list(argv) if argv is not None else None)
     except ArgumentError as exc:
-        usage_error(parser.prog, tidy_usage_error(parser, str(exc)))
+        usage_error(parser.prog, str(exc))
 
 
 def usage_error(prog: str, message: str) -> NoReturn:

@@ -1,17 +1,9 @@
 """``python -m dereverb.train --config configs/<x>.yaml``: train a dereverberation network.
 
-LightningCLI builds the :class:`~dereverb.training.module.DereverbModule` (its network from
-``model.net: {class_path, init_args}``) and the :class:`~dereverb.data.datamodule.DereverbDataModule`
-from YAML: several ``--config`` files compose, dotted overrides work
-(``--model.net.init_args.depth 3``), ``--print_config`` shows the result, and
-``--ckpt_path runs/.../last.ckpt`` resumes. The data's sample rate is linked to the model's STFT.
-
-Reliability (docs/reliability.md): bad configuration is one ``error:`` line naming the key and
-the fix, exit 2 (``--debug`` shows the traceback); ``last.ckpt`` is refreshed every
-``autosave.every_n_train_steps`` steps and on SIGTERM / Ctrl-C, written atomically; a resumed
-run continues mid-epoch with the same data order, optimiser, scheduler and RNG states.
-The work is done by :func:`dereverb.training.run.run`; this module only maps its errors to
-exit codes.
+LightningCLI builds the model (its network from ``model.net: {class_path, init_args}``) and the
+data from YAML: ``--config`` files compose, dotted overrides work (``--model.net.init_args.depth
+3``), ``--print_config`` shows the result, ``--ckpt_path runs/.../last.ckpt`` resumes. Bad input is
+one ``error:`` line, exit 2 (docs/reliability.md); the work is :func:`dereverb.training.run.run`.
 """
 
 from __future__ import annotations

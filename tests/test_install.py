@@ -110,10 +110,10 @@ def test_console_scripts_point_at_the_commands_main() -> None:
 
 
 def test_dereverb_predict_script_runs(tmp_path: Path) -> None:
-    import shutil
     import subprocess
+    import sys
 
-    exe = shutil.which("dereverb-predict")
-    assert exe is not None, "dereverb-predict is not on PATH: reinstall with pip install -e ."
-    out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    exe = Path(sys.executable).parent / "dereverb-predict"  # beside the interpreter, activated or not
+    assert exe.is_file(), f"{exe} is missing: reinstall with pip install -e ."
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0 and "--ckpt" in out.stdout

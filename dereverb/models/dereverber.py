@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dereverb import representations as reps
-from dereverb.models.net_spec import build_net, net_spec, upgrade_hparams
+from dereverb.models.net_spec import build_net, net_spec
 from dereverb.signals import dsp
 
 Target = Literal["same", "log_magnitude"]
@@ -105,9 +105,7 @@ class Dereverber(nn.Module):
         keys it does not use are ignored, missing ones take ``DereverbModule``'s defaults.
 
         The network comes from ``net`` (``{class_path, init_args}``, see
-        :mod:`dereverb.models.net_spec`; default the U-Net) with the representation's channels;
-        checkpoints with the U-Net's old flat keys (``base_channels``, ``depth``, ...) load too."""
-        hp = upgrade_hparams(hp)
+        :mod:`dereverb.models.net_spec`; default the U-Net) with the representation's channels."""
         name = hp.get("representation", "log_magnitude")
         kwargs = dict(hp.get("representation_kwargs") or {})
         n_fft = hp.get("n_fft", 512)

@@ -18,19 +18,10 @@ from dereverb.data.datamodule import DereverbDataModule
 from dereverb.data.rooms import RirError
 from dereverb.data.speech import CorpusError
 from dereverb.models.checkpoints import read_checkpoint, read_model, resolve_checkpoint
-from dereverb.models.net_spec import NetSpecError, net_spec, upgrade_hparams
 
 
 class ConfigError(ValueError):
     """A bad training configuration; the message names the key and the fix."""
-
-
-def legacy_key_hint(key: str) -> str:
-    """The one-line refusal of a U-Net argument given at the old place ``model.<key>``."""
-    return (
-        f"model.{key}: the network's arguments moved under model.net; use --model.net.init_args.{key} "
-        f"(YAML: model: {{net: {{init_args: {{{key}: ...}}}}}})"
-    )
 
 
 def check_representation(model_cfg: Namespace) -> None:
@@ -46,24 +37,24 @@ def check_representation(model_cfg: Namespace) -> None:
         raise ConfigError(f"model.representation_kwargs: {one_line(str(exc))}") from exc
 
 
-def check_net(model_cfg: Namespace) -> dict[str, Any]:
-    """``model.net`` names an importable ``nn.Module`` that takes ``in_channels`` /
-    ``out_channels`` and these ``init_args``; returns its plain spec, else :class:`ConfigError`."""
-    try:
-        return net_spec(model_cfg.get("net"))
-    except NetSpecError as exc:
-        raise ConfigError(one_line(str(exc))) from exc
-
-
 def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"net": {"init_args": {"depth": 2}}}`` -> ``{"net.init_args.depth": 2}``."""
     out: dict[str, Any] = {}
     for k, v in d.items():
-        if isinstance(v, Mapping) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, Mapping) and v else {f"{prefix}{k}": v})
     return out
+
+
+def _misfit(own: Mapping[str, Any], theirs: Mapping[str, Any], own_hp: Mapping, their_hp: Mapping, there: str) -> str | None:
+    """Why weights ``theirs`` do not fit state dict ``own`` (the differing hyperparameters,
+    else a differing weight), or None when names and shapes all match."""
+    bad = sorted(set(own) ^ set(theirs)) + [k for k in own if k in theirs and tuple(own[k].shape) != tuple(theirs[k].shape)]
+    if not bad:
+        return None
+    mine = _flat(dict(own_hp))
+    diffs = [f"model.{k}={v!r} {there}, {mine[k]!r} here" for k, v in _flat(their_hp).items()
+             if not k.startswith("_") and k in mine and mine[k] != v]
+    return "; ".join(diffs[:4]) if diffs else f"e.g. {bad[0]}"
 
 
 def resume_version(ckpt_path: str) -> str | None:
@@ -85,15 +76,9 @@ def check_resume_checkpoint(ckpt_path: str, model: LightningModule) -> None:
             f"{p}: holds weights only (no optimizer or loop state), so training cannot resume from it; "
             "pass a last.ckpt written by python -m dereverb.train or start a new run without --ckpt_path"
         )
-    own, theirs = model.state_dict(), ckpt["state_dict"]
-    bad = sorted(set(own) ^ set(theirs)) + [k for k in own if k in theirs and tuple(own[k].shape) != tuple(theirs[k].shape)]
-    if not bad:
+    detail = _misfit(model.state_dict(), ckpt["state_dict"], model.hparams, ckpt["hyper_parameters"], "in the checkpoint")
+    if detail is None:
         return
-    # Old checkpoints hold the U-Net's arguments flat: compare them at their new place.
-    theirs_hp = _flat(upgrade_hparams({k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}))
-    own_hp = _flat(dict(model.hparams))
-    diffs = [f"model.{k}={v!r} in the checkpoint, {own_hp[k]!r} here" for k, v in theirs_hp.items() if k in own_hp and own_hp[k] != v]
-    detail = "; ".join(diffs[:4]) if diffs else f"e.g. {bad[0]}"
     config = p.parent.parent / "config.yaml"
     hint = f" (e.g. --config {config})" if config.exists() else ""
     raise ConfigError(
@@ -111,19 +96,14 @@ def load_init_weights(path_or_name: str, model: LightningModule) -> Path:
     option = "--init_weights"
     p = resolve_checkpoint(path_or_name, option)
     stored = read_model(p, option)
-    weights = stored.weights
     own = model.model.state_dict()
-    bad = sorted(set(own) ^ set(weights)) + [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
-    if bad:
-        theirs_hp = _flat(upgrade_hparams({k: v for k, v in stored.hparams.items() if not k.startswith("_")}))
-        own_hp = _flat(dict(model.hparams))
-        diffs = [f"model.{k}={v!r} there, {own_hp[k]!r} here" for k, v in theirs_hp.items() if k in own_hp and own_hp[k] != v]
-        detail = "; ".join(diffs[:4]) if diffs else f"e.g. {bad[0]}"
+    detail = _misfit(own, stored.weights, model.hparams, stored.hparams, "there")
+    if detail is not None:
         raise ConfigError(
             f"{p}: {option} weights do not fit this model ({detail}); "
             "configure the same representation and network as they were trained with"
         )
-    model.model.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()}, strict=True)
+    model.model.load_state_dict({k: v.to(own[k].dtype) for k, v in stored.weights.items()}, strict=True)
     return p
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from dereverb.models.dereverber import Dereverber, Target, upgrade_state_dict
+from dereverb.models.dereverber import Dereverber, Target
 from dereverb.models.net_spec import net_spec
 from dereverb.signals import dsp, metrics
 
@@ -55,9 +55,6 @@ class DereverbModule(L.LightningModule):
         phase / griffin_lim_iters: phase recovery for validation and prediction.
         val_metric_batches: validation batches scored with the full inverse path each epoch.
         n_media_examples: validation examples whose spectrograms/audio go to TensorBoard.
-        legacy_net_args: the U-Net's arguments as plain keywords (``base_channels``, ``depth``,
-            ``norm``, ``activation``, ``input_expansion``), as checkpoints written before ``net``
-            existed hold them; folded into ``net.init_args``. The command line refuses them.
     """
 
     def __init__(
@@ -80,7 +77,6 @@ class DereverbModule(L.LightningModule):
         griffin_lim_iters: int = 32,
         val_metric_batches: int = 2,
         n_media_examples: int = 2,
-        **legacy_net_args: Any,
     ) -> None:
         super().__init__()
         if loss not in ("l1", "mse"):
@@ -88,7 +84,7 @@ class DereverbModule(L.LightningModule):
         if not compressed_weight >= 0:
             raise ValueError(f"model.compressed_weight must be >= 0, got {compressed_weight!r}")
         representation_kwargs = dict(representation_kwargs or {})
-        net = net_spec(net, legacy=legacy_net_args)  # a plain, checked {class_path, init_args}
+        net = net_spec(net)  # a plain, checked {class_path, init_args}
         # Explicit plain values (not LightningCLI's config dump with its jsonargparse
         # instantiator): the checkpoint rebuilds this module with a plain call.
         args = locals()
@@ -143,19 +139,6 @@ class DereverbModule(L.LightningModule):
     ) -> torch.Tensor:
         """Dereverberate waveforms ``(B, L)`` at the model's sample rate -> ``(B, L)``."""
         return self.model.enhance(reverb, phase=phase, n_iter=n_iter)
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> DereverbModule:
-        """Lightning's loader, always through ``DereverbModule(**hyperparameters)``: checkpoints
-        written by LightningCLI before ``net`` existed name jsonargparse as their instantiator,
-        which would refuse their flat U-Net keys."""
-        kwargs.setdefault("_instantiator", None)
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints written before the spectral path moved into ``self.model`` name the
-        network ``net.*``; rename those keys so old runs still resume."""
-        checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         fn = F.l1_loss if self.hparams.loss == "l1" else F.mse_loss

@@ -4,14 +4,15 @@ study call."""
 
 from __future__ import annotations
 
-import re
+import os
 import warnings
 
 from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from dereverb.cli_errors import EXIT_INTERRUPTED, EXIT_TERMINATED
-from dereverb.training.callbacks import AutoSave, ConfigInCheckpoint, RngStateInCheckpoint
+from dereverb.training.callbacks import ConfigInCheckpoint
 from dereverb.training.checkpoint_io import use_atomic_checkpoint_io
 from dereverb.training.checks import (
     ConfigError,
@@ -24,7 +25,6 @@ from dereverb.training.cli import DereverbCLI, build_cli
 
 # Lightning warns on every mid-epoch resume of a loader without state_dict(); the DataModule
 # carries the position instead (single process), so the warning would be wrong there.
-_WORKER_KILLED = re.compile(r"DataLoader worker \(pid[^)]*\) is killed by signal: (Terminated|Interrupt)")
 _NOT_RESUMABLE_WARNING = r"You're resuming from a checkpoint that ended before the epoch ended"
 
 
@@ -47,8 +47,8 @@ def run(args: list[str] | None = None, callbacks: list[Callback] | None = None) 
     (``cli.trainer``, ``cli.model``, ``cli.datamodule``) for use from Python and tests.
 
     ``callbacks`` are added to the trainer's. Raises :class:`ConfigError` /
-    :class:`~dereverb.inference.checkpoint.CheckpointError` for a bad configuration or ``--ckpt_path``, and
-    :class:`TrainingInterrupted` after SIGTERM or Ctrl-C (``last.ckpt`` saved).
+    :class:`~dereverb.models.checkpoints.CheckpointError` for a bad configuration or ``--ckpt_path``,
+    and :class:`TrainingInterrupted` after SIGTERM or Ctrl-C (``last.ckpt`` saved).
     """
     cli = build_cli(args)
     trainer = cli.trainer
@@ -60,41 +60,34 @@ def run(args: list[str] | None = None, callbacks: list[Callback] | None = None) 
         load_init_weights(cli.config.init_weights, cli.model)
     check_output_folders(trainer)
     check_data(cli.datamodule)
+    if not trainer.loggers:  # Lightning's LearningRateMonitor refuses a run without a logger
+        trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
+    # last.ckpt also at the end of every epoch (the autosave writes it every N steps only).
+    epoch_end = ModelCheckpoint(
+        trainer.checkpoint_callback.dirpath, "last", every_n_epochs=1, save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
     yaml_text = cli.parser.dump(cli.config, skip_check=True)
-    trainer.callbacks.extend([ConfigInCheckpoint(yaml_text), RngStateInCheckpoint(), *(callbacks or [])])
+    trainer.callbacks.extend([ConfigInCheckpoint(yaml_text), *(callbacks or []), epoch_end])
     use_atomic_checkpoint_io(trainer)
-    if trainer.fast_dev_run:
-        # Lightning 2.6's ModelCheckpoint.on_train_end writes last.ckpt even in a fast_dev_run
-        # (into default_root_dir/checkpoints, as last-vN.ckpt on every run); a smoke test writes nothing.
-        for cb in trainer.checkpoint_callbacks:
-            cb.save_last = False
     with warnings.catch_warnings():
         if trainer.world_size == 1:
             warnings.filterwarnings("ignore", message=_NOT_RESUMABLE_WARNING)
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
-        except SystemExit as exc:  # Lightning turns SIGTERM and Ctrl-C into SystemExit
-            if not trainer.interrupted:
+        except (SystemExit, RuntimeError) as exc:
+            # Lightning turns SIGTERM and Ctrl-C into SystemExit. A signal sent to the whole
+            # process group (a job scheduler, ``kill -- -PGID``) may kill a DataLoader worker
+            # before the loop stops: a RuntimeError, but the same interruption.
+            sigterm = isinstance(exc, SIGTERMException) or trainer.received_sigterm
+            if not (sigterm or isinstance(exc, SystemExit) and trainer.interrupted):
                 raise
-            autosave = next((c for c in trainer.callbacks if isinstance(c, AutoSave)), None)
-            saved = autosave.last_saved if autosave is not None else None
-            name = "SIGTERM" if isinstance(exc, SIGTERMException) else "Ctrl-C"
-            raise TrainingInterrupted(name, trainer.global_step, saved) from exc
-        except RuntimeError as exc:
-            # A signal sent to the whole process group (``kill -- -PGID``, a job scheduler
-            # stopping the job, Ctrl-C) may kill a DataLoader worker before Lightning's own
-            # handler stops the loop: the same interruption, and last.ckpt was saved
-            # (AutoSave.on_exception) — not an "unexpected" error.
-            m = _WORKER_KILLED.search(str(exc))
-            if m is None:
-                raise
-            autosave = next((c for c in trainer.callbacks if isinstance(c, AutoSave)), None)
-            saved = autosave.last_saved if autosave is not None else None
-            name = "SIGTERM" if m.group(1) == "Terminated" else "Ctrl-C"
+            name = "SIGTERM" if sigterm else "Ctrl-C"
+            last = os.path.join(epoch_end.dirpath or "", "last.ckpt")  # written by autosave on the exception
+            saved = last if trainer.global_step > 0 and os.path.isfile(last) else None
             raise TrainingInterrupted(name, trainer.global_step, saved) from exc
     if cli.config.test:
         trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best")
-    ckpt = trainer.checkpoint_callback
-    if ckpt is not None and trainer.is_global_zero:
-        print(f"checkpoints: best={ckpt.best_model_path or '-'} last={ckpt.last_model_path or '-'}")
+    if trainer.is_global_zero:
+        print(f"checkpoints: best={trainer.checkpoint_callback.best_model_path or '-'} last={epoch_end.best_model_path or '-'}")
     return cli

@@ -1,15 +1,13 @@
 """DereverbModule: shapes per representation/target, residual start, non-finite guard, the
-pluggable network, old checkpoints, the LR schedule."""
+pluggable network, the LR schedule."""
 
 import math
-import warnings
 
 import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from dereverb.inference import load_model
 from dereverb.models import DilatedUNet, UNet
 from dereverb.training.module import DereverbModule, lr_schedule
 
@@ -138,55 +136,10 @@ def test_default_net_is_the_default_unet():
     assert m.hparams.net["class_path"] == "dereverb.models.unet.UNet"
 
 
-def test_flat_unet_keywords_still_build_the_same_module():
-    """Old checkpoints pass the U-Net's arguments flat; they land in net.init_args."""
-    torch.manual_seed(0)
-    old = DereverbModule(base_channels=4, depth=2, norm="group", val_metric_batches=0)
-    torch.manual_seed(0)
-    new = tiny(net={"init_args": {"base_channels": 4, "depth": 2, "norm": "group"}})
-    assert dict(old.hparams) == {**dict(new.hparams), "griffin_lim_iters": 32}
-    assert "base_channels" not in old.hparams
-    for (k, a), (k2, b) in zip(old.state_dict().items(), new.state_dict().items(), strict=True):
-        assert k == k2 and torch.equal(a, b)
-    with pytest.raises(TypeError, match="unexpected keyword"):
-        DereverbModule(widht=3)
-
-
-def _old_checkpoint(path, layout: str, instantiator: bool) -> tuple[torch.nn.Module, dict]:
-    """A checkpoint as written before ``net`` existed: the U-Net's arguments flat in the
-    hyperparameters, LightningCLI's instantiator, and (first layout) ``net.*`` weights."""
-    torch.manual_seed(1)
-    m = tiny(net={"init_args": {"base_channels": 4, "depth": 2, "norm": "instance"}}).eval()
-    hp = {k: v for k, v in m.hparams.items() if k != "net"}
-    hp.update(base_channels=4, depth=2, norm="instance", activation="relu", input_expansion=None)
-    if instantiator:
-        hp["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
-    state = m.state_dict()
-    if layout == "first":
-        state = {k.removeprefix("model."): v for k, v in state.items()}
-        assert any(k.startswith("net.") for k in state)
-    torch.save({"state_dict": state, "hyper_parameters": hp, "pytorch-lightning_version": L.__version__,
-                "epoch": 0, "global_step": 0}, path)
-    return m, hp
-
-
-@pytest.mark.parametrize("layout", ["first", "second"])
-@pytest.mark.parametrize("instantiator", [False, True])
-def test_old_flat_hyperparameter_checkpoint_loads(tmp_path, layout, instantiator):
-    path = tmp_path / "old.ckpt"
-    ref, _ = _old_checkpoint(path, layout, instantiator)
-    x = torch.randn(1, 6000) * 0.1
-    want = ref.enhance(x, phase="reverberant")
-
-    lean = load_model(path)  # the inference loader, no Lightning
-    assert isinstance(lean.net, UNet) and lean.net.norm == "instance" and lean.net.depth == 2
-    torch.testing.assert_close(lean.enhance(x, phase="reverberant"), want, rtol=0, atol=0)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # silently: no deprecation noise for old checkpoints
-        module = DereverbModule.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
-    assert module.hparams.net["init_args"]["norm"] == "instance" and "depth" not in module.hparams
-    torch.testing.assert_close(module.enhance(x, phase="reverberant"), want, rtol=0, atol=0)
+def test_network_arguments_belong_in_net():
+    """The U-Net's arguments are ``net.init_args``; flat keywords are unknown arguments."""
+    with pytest.raises(TypeError, match="unexpected keyword argument 'base_channels'"):
+        DereverbModule(base_channels=4)
 
 
 # ---------------------------------------------------------------------------- LR schedule

@@ -1,5 +1,5 @@
 """Training CLI end to end on tiny models: every config, resume, print_config, checkpoints, the
-pluggable network (bad class paths, old flat keys, the dilated U-Net through prediction)."""
+pluggable network (bad class paths, the dilated U-Net through prediction)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from dereverb.training.run import run
 from tests.conftest import tiny_train_args
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted(p.name for p in (ROOT / "configs").glob("*.yaml") if p.name != "study.yaml")
+# training configs: the ones with model, data or trainer keys (not the study's or the rooms' lists)
+CONFIGS = sorted(p.name for p in (ROOT / "configs").glob("*.yaml")
+                 if {"model", "data", "trainer"} & set(yaml.safe_load(p.read_text()) or {}))
 
 
 def tiny_args(tmp: Path, cache: Path) -> list[str]:
@@ -33,14 +35,17 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("rircache")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS)
 def test_fast_dev_run_every_config(config, tmp_path, cache):
     args = ["--config", str(ROOT / "configs" / config), *tiny_args(tmp_path, cache), "--trainer.fast_dev_run", "1"]
+    speech = (yaml.safe_load((ROOT / "configs" / config).read_text()).get("data") or {}).get("speech", "synthetic")
     if config == "librispeech.yaml":
-        speech = ROOT.parent / "shared" / "data" / "speech" / "librispeech-train-clean-100"
-        if not speech.exists():
-            pytest.skip("LibriSpeech sample in ../shared/data is absent")
-        args += ["--data.speech", str(speech), "--data.min_duration", "1.0"]
+        speech = str(ROOT.parent / "shared" / "data" / "speech" / "librispeech-train-clean-100")
+        args += ["--data.speech", speech, "--data.min_duration", "1.0"]
+    missing = [f for f in (speech if isinstance(speech, list) else [speech]) if f != "synthetic" and not (ROOT / f).exists()]
+    if missing:
+        pytest.skip(f"the config's speech folder {missing[0]} is absent (shared data)")
     cli = run(args)
     assert cli.trainer.state.finished
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
@@ -77,11 +82,12 @@ def test_unknown_key_is_one_clear_error(tmp_path, capsys):
     assert "not_a_key" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_continues_at_saved_step_and_checkpoint_is_weights_only(tmp_path, cache):
     base = ["--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny_args(tmp_path, cache), "--trainer.logger.init_args.name", "resume"]
     cli = run([*base, "--trainer.max_epochs", "1"])
-    last = Path(cli.trainer.checkpoint_callback.last_model_path)
-    assert last.name == "last.ckpt" and last.exists()
+    last = Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    assert last.exists()
     ckpt = torch.load(last, map_location="cpu", weights_only=True)  # plain hyperparameters only
     steps_per_epoch = 2  # train_items 4 / batch 2
     assert ckpt["global_step"] == steps_per_epoch
@@ -107,6 +113,7 @@ def _scalars(log_dir: Path) -> dict[str, list[float]]:
     return {t: [e.value for e in ea.Scalars(t)] for t in ea.Tags()["scalars"]}
 
 
+@pytest.mark.slow
 def test_short_training_lowers_val_loss_and_beats_reverberant_stoi(tmp_path, cache):
     """A short deterministic training on synthetic speech must measurably dereverberate."""
     cli = run([
@@ -127,6 +134,7 @@ def test_short_training_lowers_val_loss_and_beats_reverberant_stoi(tmp_path, cac
     assert "train/loss" in s and any(k.startswith("lr-") for k in s)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_fast_dev_run(tmp_path, cache):
     """trainer.strategy ddp on gloo with 2 processes: the distributed sampler gives each rank
     its own half of the epoch's items (together exactly the single-process epoch), sync_dist
@@ -158,6 +166,7 @@ def test_ddp_two_cpu_processes_fast_dev_run(tmp_path, cache):
     assert sorted(rank0 + rank1) == sorted(single.seen)
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_end_to_end(tmp_path, cache):
     """bf16-mixed through training and validation (full inverse path): DSP stays float32."""
     cli = run(["--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny_args(tmp_path, cache),
@@ -181,6 +190,7 @@ def _fp16_plugin(init_scale: float = 2.0**16) -> str:
     })
 
 
+@pytest.mark.slow
 def test_16_mixed_with_grad_scaler_end_to_end(tmp_path, cache, monkeypatch):
     """float16 autocast + GradScaler through training and validation: the U-Net computes in
     float16, the STFT and the inverse path stay float32, losses and metrics are finite."""
@@ -213,6 +223,7 @@ def test_16_mixed_with_grad_scaler_end_to_end(tmp_path, cache, monkeypatch):
         assert torch.isfinite(metrics[key]), key
 
 
+@pytest.mark.slow
 def test_16_mixed_overflow_halves_the_scale_and_the_guard_counts_the_skipped_steps(tmp_path, cache):
     """A loss scale far too large overflows float16 gradients: GradScaler skips those steps and
     halves the scale each time, the NaN/Inf guard counts exactly those steps, the weights stay
@@ -268,36 +279,34 @@ def test_print_config_shows_the_network(capsys):
     assert net["init_args"]["base_channels"] == 8 and net["init_args"]["dilations"] == [1, 2, 4, 8]
 
 
-@pytest.mark.parametrize("key", ["base_channels", "depth", "norm", "activation", "input_expansion"])
-def test_flat_network_keys_are_refused_with_a_hint(key, tmp_path, capsys):
-    value = {"norm": "group", "activation": "gelu"}.get(key, "2")
-    rc, err = _main(["--config", str(ROOT / "configs" / "quickstart.yaml"), f"--model.{key}", value], capsys)
-    assert rc == 2 and err.count("\n") == 1
-    assert err.startswith(f"error: model.{key}: ") and f"--model.net.init_args.{key}" in err
-    cfg = tmp_path / "old.yaml"
-    cfg.write_text(f"model:\n  {key}: {value}\n")
+def test_network_arguments_at_the_model_level_are_unknown_keys(tmp_path, capsys):
+    rc, err = _main(["--config", str(ROOT / "configs" / "quickstart.yaml"), "--model.depth", "2"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "unrecognized arguments: --model.depth 2" in err
+    cfg = tmp_path / "flat.yaml"
+    cfg.write_text("model:\n  depth: 2\n")
     rc, err = _main(["--config", str(ROOT / "configs" / "quickstart.yaml"), "--config", str(cfg)], capsys)
-    assert rc == 2 and err.count("\n") == 1 and f"model.net.init_args.{key}" in err
+    assert rc == 2 and err.count("\n") == 1 and "depth" in err
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("args", "mentions"),
     [
-        (["--model.net", "torch.nn.NotThere"], "error: model.net.class_path: cannot import torch.nn.NotThere"),
-        (["--model.net", "no_such_package.nets.Net"], "error: model.net.class_path: cannot import no_such_package.nets.Net"),
-        (["--model.net", "collections.OrderedDict"], "error: model.net.class_path: collections.OrderedDict is not a torch.nn.Module class"),
-        (["--model.net", "torch.nn.LayerNorm"], "error: model.net.class_path: torch.nn.LayerNorm does not take in_channels"),
-        (["--model.net.init_args.widht", "3"], "error: model.net.init_args.widht: not an argument of UNet"),
-        (["--model.net.init_args.depth", "x"], "error: model.net.init_args.depth: Expected an int (got x)"),
-        (["--model.net.init_args.depth", "0"], "error: model.net.init_args: UNet: depth must be an integer >= 1, got 0"),
+        (["--model.net", "torch.nn.NotThere"], ["model.net", "has no attribute 'NotThere'"]),
+        (["--model.net", "no_such_package.nets.Net"], ["model.net", "No module named 'no_such_package'"]),
+        (["--model.net", "collections.OrderedDict"], ["model.net", "'collections.OrderedDict' to be a subclass"]),
+        (["--model.net", "torch.nn.LayerNorm"], ["model.net.init_args", "unexpected keyword argument 'in_channels'"]),
+        (["--model.net.init_args.widht", "3"], ["model.net", "Option 'widht' is not accepted"]),
+        (["--model.net.init_args.depth", "x"], ["model.net", "depth", "Got value: x"]),
+        (["--model.net.init_args.depth", "0"], ["model.net.init_args: UNet: depth must be an integer >= 1, got 0"]),
     ],
 )
-def test_bad_network_is_one_clear_line(args, expected, capsys):
+def test_bad_network_is_one_clear_line(args, mentions, capsys):
     rc, err = _main(["--config", str(ROOT / "configs" / "quickstart.yaml"), *args], capsys)
-    assert rc == 2 and err.count("\n") == 1, err
-    assert err.startswith(expected), err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert all(m in err for m in mentions), err
 
 
+@pytest.mark.slow
 def test_dilated_unet_trains_predicts_and_chunks_like_the_unet(tmp_path, cache):
     """The second network end to end: train (fast_dev_run) from its config, save, load with the
     lean inference loader, dereverberate. Chunked equals unchunked within the U-Net test's
@@ -323,33 +332,6 @@ def test_dilated_unet_trains_predicts_and_chunks_like_the_unet(tmp_path, cache):
     assert np.abs(whole - chunked).max() <= 1e-5 * peak
     no_context = dereverberate(x, 16000, model, phase="reverberant", chunk_seconds=1.0, context_seconds=0.0)
     assert np.abs(whole - no_context).max() > 1e-4 * peak
-
-
-def _as_old_checkpoint(src: Path, dst: Path) -> None:
-    """Rewrite a checkpoint into the layout written before ``net`` existed: the U-Net's
-    arguments flat, LightningCLI's instantiator, the network's weights under ``net.*``."""
-    ckpt = torch.load(src, map_location="cpu", weights_only=True)
-    hp = dict(ckpt["hyper_parameters"])
-    hp.update(hp.pop("net")["init_args"])
-    hp["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
-    ckpt["hyper_parameters"] = hp
-    ckpt["state_dict"] = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
-    torch.save(ckpt, dst)
-
-
-def test_resume_from_a_checkpoint_with_old_flat_hyperparameters(tmp_path, cache):
-    base = ["--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny_args(tmp_path, cache),
-            "--trainer.logger.init_args.name", "old", "--trainer.num_sanity_val_steps", "0"]
-    cli = run([*base, "--trainer.max_epochs", "1"])
-    last = Path(cli.trainer.checkpoint_callback.last_model_path)
-    old = last.parent / "old.ckpt"
-    _as_old_checkpoint(last, old)
-    assert "net" not in torch.load(old, weights_only=True)["hyper_parameters"]
-
-    resumed = run([*base, "--trainer.max_epochs", "2", "--ckpt_path", str(old)])
-    assert resumed.trainer.global_step == 4  # continued from step 2
-    with pytest.raises(ConfigError, match=r"model.net.init_args.base_channels=4 in the checkpoint, 8 here"):
-        run([*base, "--trainer.max_epochs", "2", "--ckpt_path", str(old), "--model.net.init_args.base_channels", "8"])
 
 
 def test_init_weights_starts_a_new_run_from_a_checkpoints_or_bundles_weights(tmp_path, cache):
