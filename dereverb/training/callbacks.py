@@ -1,7 +1,6 @@
-"""Training callbacks beyond Lightning's own: the resolved config in every checkpoint, the
-network compiled for training, the learning rate logged when there is a logger. ``last.ckpt``
-every N steps and on SIGTERM / Ctrl-C is Lightning's ``ModelCheckpoint`` (the ``autosave``
-group of :mod:`dereverb.training.cli`)."""
+"""Training callbacks beyond Lightning's own: the resolved config in every checkpoint and the
+network compiled for training. ``last.ckpt`` every N steps, at each epoch's end and on SIGTERM /
+Ctrl-C is Lightning's ``ModelCheckpoint`` (:mod:`dereverb.training.cli`, :mod:`.run`)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor
 
 CONFIG_KEY = "dereverb_config"
 
@@ -38,20 +36,3 @@ class CompileNetwork(Callback):
         net = getattr(getattr(pl_module, "model", None), "net", None)
         if self.enabled and isinstance(net, torch.nn.Module) and not getattr(net, "_compiled_call_impl", None):
             net.compile(mode=self.mode)
-
-
-class LogLearningRate(LearningRateMonitor):
-    """``LearningRateMonitor`` that stands aside without a logger (Lightning's own refuses to
-    train then, tests/training/test_train.py::test_training_without_a_logger)."""
-
-    def on_train_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
-        if trainer.loggers:
-            super().on_train_start(trainer, *args, **kwargs)
-
-    def on_train_batch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
-        if trainer.loggers:
-            super().on_train_batch_start(trainer, *args, **kwargs)
-
-    def on_train_epoch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
-        if trainer.loggers:
-            super().on_train_epoch_start(trainer, *args, **kwargs)
