@@ -92,14 +92,10 @@ class DereverbDataModule(L.LightningDataModule):
             raise ValueError(f"data.segment_seconds must be > 0, got {segment_seconds}")
         for folder in [speech] if isinstance(speech, str) else speech:
             if folder != "synthetic" and not Path(folder).is_dir():
-                raise ValueError(
-                    f"data.speech: {folder!r} is not a folder; give a folder of WAV/FLAC files "
-                    "(or a list of them) or 'synthetic'"
-                )
+                raise ValueError(f"data.speech: {folder!r} is not a folder; give a folder of WAV/FLAC files "
+                                 "(or a list of them) or 'synthetic'")  # fmt: skip
         if rirs != "simulated" and not Path(rirs).is_dir():
-            raise ValueError(
-                f"data.rirs: {rirs!r} is not a folder; give a folder of measured RIRs or 'simulated'"
-            )
+            raise ValueError(f"data.rirs: {rirs!r} is not a folder; give a folder of measured RIRs or 'simulated'")
         self.save_hyperparameters(ignore=["room"])
         self.room = room or RoomSampler()
         self.speech, self.rirs = speech, rirs
@@ -107,20 +103,16 @@ class DereverbDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.items = {"train": train_items, "val": val_items, "test": test_items}
         self.rir_bank_sizes = dict(zip(SPLITS, rir_bank_sizes, strict=True))
-        self.sim_kwargs = dict(
-            max_order=rir_max_order, calibrate=rir_calibrate, use_rays=rir_use_rays,
-            air_absorption=rir_air_absorption,
-        )
+        self.sim_kwargs = dict(max_order=rir_max_order, calibrate=rir_calibrate, use_rays=rir_use_rays,
+                               air_absorption=rir_air_absorption)  # fmt: skip
         self.rir_cache_dir = rir_cache_dir
         self.measured_rir_channel, self.measured_rir_split = measured_rir_channel, measured_rir_split
         self.gain_db_range = tuple(gain_db_range)
         self.synthetic_speakers, self.min_duration = synthetic_speakers, min_duration
         self.seed = seed
         self.reverb_on_device = reverb_on_device
-        self.noise = dict(
-            noise_prob=noise_prob, noise_snr_db_range=tuple(noise_snr_db_range),
-            noise_exponent_range=tuple(noise_exponent_range),
-        )
+        self.noise = dict(noise_prob=noise_prob, noise_snr_db_range=tuple(noise_snr_db_range),
+                          noise_exponent_range=tuple(noise_exponent_range))  # fmt: skip
         self.datasets: dict[str, ReverbPairDataset] = {}
         self._banks: dict[str, RirBank] = {}
         self._rir_table: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -264,23 +256,20 @@ class DereverbDataModule(L.LightningDataModule):
         self._resume = dict(state_dict) if state_dict else None
 
     def _apply_resume(self, sampler: EpochSampler, state: dict[str, int]) -> None:
+        """Start ``sampler`` where training continues: the next epoch if the saved one had
+        finished; its start under DDP (a DistributedSampler needs all indices) or with another
+        batch size or epoch length; else after the trained batches."""
         epoch = int(state["epoch"])
         if state.get("epoch_finished"):
-            sampler.resume(epoch + 1, 0)  # saved at the end of an epoch: the next one starts afresh
-            return
-        trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
-            # A DistributedSampler wraps this sampler and needs all n indices: the epoch is
-            # replayed from its start (Lightning warns that the loader is not resumable).
-            sampler.resume(epoch, 0)
-            return
+            return sampler.resume(epoch + 1, 0)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            return sampler.resume(epoch, 0)
         if (state.get("batch_size"), state.get("train_items")) != (self.batch_size, self.items["train"]):
             rank_zero_warn(
                 "resuming with a different data.batch_size or data.train_items than the checkpoint's: "
                 f"epoch {epoch} restarts from its first batch"
             )
-            sampler.resume(epoch, 0)
-            return
+            return sampler.resume(epoch, 0)
         sampler.resume(epoch, min(int(state["batches_done"]) * self.batch_size, sampler.n))
 
     def val_dataloader(self) -> DataLoader:

@@ -40,16 +40,9 @@ class PairItem:
 
 
 def make_pair(
-    dry: np.ndarray,
-    rir: np.ndarray,
-    direct_index: int,
-    sample_rate: int,
-    target: Literal["dry", "early"] = "dry",
-    gain_db: float = 0.0,
-    peak_limit: float = 0.99,
-    preroll: int = 0,
-    noise: np.ndarray | None = None,
-    snr_db: float = float("inf"),
+    dry: np.ndarray, rir: np.ndarray, direct_index: int, sample_rate: int,
+    target: Literal["dry", "early"] = "dry", gain_db: float = 0.0, peak_limit: float = 0.99,
+    preroll: int = 0, noise: np.ndarray | None = None, snr_db: float = float("inf"),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reverberant and aligned clean segments ``(L,)`` from dry speech ``(preroll + L,)``.
 
@@ -80,16 +73,9 @@ def make_pair(
 
 
 def make_pairs_torch(
-    dry: torch.Tensor,
-    rirs: torch.Tensor,
-    direct_index: torch.Tensor,
-    gain_db: torch.Tensor,
-    sample_rate: int,
-    target: Literal["dry", "early"] = "dry",
-    peak_limit: float = 0.99,
-    preroll: int = 0,
-    noise: torch.Tensor | None = None,
-    snr_db: torch.Tensor | None = None,
+    dry: torch.Tensor, rirs: torch.Tensor, direct_index: torch.Tensor, gain_db: torch.Tensor,
+    sample_rate: int, target: Literal["dry", "early"] = "dry", peak_limit: float = 0.99,
+    preroll: int = 0, noise: torch.Tensor | None = None, snr_db: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched, on-device twin of :func:`make_pair` (same result within float32 round-off).
 
@@ -158,11 +144,7 @@ class EpochSampler(Sampler[int]):
             if self._resume[0] == epoch:
                 start = self._resume[1]
             self._resume = None
-        order = (
-            np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            if self.shuffle
-            else np.arange(self.n)
-        )
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
         yield from (epoch * self.n + int(i) for i in order[start:])
 
 
@@ -179,21 +161,11 @@ class ReverbPairDataset(Dataset):
     """
 
     def __init__(
-        self,
-        speech: SpeechSource,
-        rirs: RirBank,
-        num_items: int,
-        segment_samples: int,
-        sample_rate: int = 16000,
-        target: Literal["dry", "early"] = "dry",
-        gain_db_range: tuple[float, float] = (-6.0, 0.0),
-        split: Split = "train",
-        seed: int = 0,
-        deterministic: bool | None = None,
-        convolve: bool = True,
-        rir_offset: int = 0,
-        preroll: int | None = None,
-        noise_prob: float = 0.0,
+        self, speech: SpeechSource, rirs: RirBank, num_items: int, segment_samples: int,
+        sample_rate: int = 16000, target: Literal["dry", "early"] = "dry",
+        gain_db_range: tuple[float, float] = (-6.0, 0.0), split: Split = "train", seed: int = 0,
+        deterministic: bool | None = None, convolve: bool = True, rir_offset: int = 0,
+        preroll: int | None = None, noise_prob: float = 0.0,
         noise_snr_db_range: tuple[float, float] = (5.0, 40.0),
         noise_exponent_range: tuple[float, float] = (0.0, 2.0),
     ) -> None:

@@ -82,13 +82,8 @@ class RirBank:
     """A list of RIRs (variable lengths) with their measured T60, DRR and direct-path index."""
 
     def __init__(
-        self,
-        rirs: Sequence[np.ndarray],
-        t60s: Sequence[float],
-        drrs: Sequence[float],
-        direct_indices: Sequence[int],
-        names: Sequence[str],
-        sample_rate: int = 16000,
+        self, rirs: Sequence[np.ndarray], t60s: Sequence[float], drrs: Sequence[float],
+        direct_indices: Sequence[int], names: Sequence[str], sample_rate: int = 16000,
         nominal_t60s: Sequence[float] | None = None,
     ) -> None:
         n = len(rirs)
@@ -145,15 +140,9 @@ class RirBank:
 
     @classmethod
     def simulate(
-        cls,
-        n: int,
-        sampler: RoomSampler | None = None,
-        seed: int = 0,
-        split: str = "train",
-        cache_dir: str | os.PathLike | None = "data/cache/rirs",
-        workers: int | None = None,
-        progress: bool = True,
-        **settings: Any,
+        cls, n: int, sampler: RoomSampler | None = None, seed: int = 0, split: str = "train",
+        cache_dir: str | os.PathLike | None = "data/cache/rirs", workers: int | None = None,
+        progress: bool = True, **settings: Any,
     ) -> RirBank:
         """Simulate ``n`` rooms from ``sampler`` for ``split``, cached on disk.
 

@@ -137,13 +137,8 @@ class RoomSampler:
 
 
 def simulate_rir(
-    spec: RoomSpec,
-    sample_rate: int = 16000,
-    max_order: int | None = None,
-    use_rays: bool = False,
-    air_absorption: bool = False,
-    max_length_s: float | None = None,
-    calibrate: int = 0,
+    spec: RoomSpec, sample_rate: int = 16000, max_order: int | None = None, use_rays: bool = False,
+    air_absorption: bool = False, max_length_s: float | None = None, calibrate: int = 0,
 ) -> np.ndarray:
     """Simulate one shoebox RIR with pyroomacoustics (walls: Sabine absorption) -> float32 ``(L,)``.
 
@@ -185,19 +180,11 @@ def simulate_rir(
     return rir
 
 
-def _shoebox_rir(
-    spec: RoomSpec, absorption: float, order: int, sr: int, rays: bool, air: bool
-) -> np.ndarray:
+def _shoebox_rir(spec: RoomSpec, absorption: float, order: int, sr: int, rays: bool, air: bool) -> np.ndarray:
     import pyroomacoustics as pra
 
-    room = pra.ShoeBox(
-        list(spec.dims),
-        fs=sr,
-        materials=pra.Material(absorption),
-        max_order=order,
-        air_absorption=air,
-        ray_tracing=rays,
-    )
+    room = pra.ShoeBox(list(spec.dims), fs=sr, materials=pra.Material(absorption), max_order=order,
+                       air_absorption=air, ray_tracing=rays)  # fmt: skip
     if rays:
         room.set_ray_tracing()
         pra.random.seed(numpy=spec.seed, libroom=spec.seed)

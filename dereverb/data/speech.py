@@ -117,16 +117,10 @@ class SpeechCorpus:
     """
 
     def __init__(
-        self,
-        root: str | os.PathLike,
-        sample_rate: int = 16000,
-        min_duration: float = 1.0,
-        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        seed: int = 0,
-        extensions: tuple[str, ...] = (".wav", ".flac"),
-        cache_mb: float = 512.0,
-        min_crop_level_db: float = 10.0,
-        max_tries: int = 10,
+        self, root: str | os.PathLike, sample_rate: int = 16000, min_duration: float = 1.0,
+        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0,
+        extensions: tuple[str, ...] = (".wav", ".flac"), cache_mb: float = 512.0,
+        min_crop_level_db: float = 10.0, max_tries: int = 10,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():

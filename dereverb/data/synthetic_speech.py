@@ -173,13 +173,9 @@ class SyntheticSpeech:
     ``len()`` is nominal (``utterances_per_speaker`` per speaker): ``item`` takes any index >= 0."""
 
     def __init__(
-        self,
-        sample_rate: int = 16000,
-        n_speakers: int = 200,
-        seed: int = 0,
+        self, sample_rate: int = 16000, n_speakers: int = 200, seed: int = 0,
         split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        utterances_per_speaker: int = 100,
-        noise_floor_dbfs: float | None = -70.0,
+        utterances_per_speaker: int = 100, noise_floor_dbfs: float | None = -70.0,
     ) -> None:
         if sample_rate < 8000:
             raise ValueError(f"sample_rate must be >= 8000 Hz, got {sample_rate}")
