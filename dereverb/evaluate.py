@@ -121,8 +121,22 @@ def build_parser() -> ArgumentParser:
         "--rirs",
         type=str,
         metavar="FOLDER",
-        help="measured-RIR folder (speech x these RIRs, built as in training), or with "
+        help="measured-RIR folder, or comma-separated folders and files (speech x these RIRs, built "
+        "as in training; configs/measured_rooms.yaml lists the dev and test rooms), or with "
         "--datamodule-config an override of data.rirs ('simulated' or a folder)",
+    )
+    src.add_argument(
+        "--snr-db",
+        type=float,
+        metavar="DB",
+        help="measured RIRs: add pink background noise at this SNR to the reverberant input",
+    )
+    src.add_argument(
+        "--level-db",
+        type=float,
+        default=0.0,
+        metavar="DB",
+        help="measured RIRs: scale the reverberant input to this peak level (dBFS; 0: as built)",
     )
     src.add_argument(
         "--n-items",
@@ -141,7 +155,8 @@ def build_parser() -> ArgumentParser:
         choices=("all", "train", "val", "test"),
         default="all",
         help="measured source: use only this speaker-disjoint split of --speech (test = the speakers "
-        "a model trained on that folder never saw)",
+        "a model trained on that folder never saw); DataModule source: val scores its val split "
+        "(the dev set) instead of its test split",
     )
     src.add_argument(
         "--clean-target",
@@ -213,9 +228,13 @@ def _check_args(args: Namespace) -> None:
     for flag, folder in (("--paired", args.paired), ("--unpaired", args.unpaired)):
         if folder is not None and not folder.is_dir():
             raise EvaluationError(f"{flag} {folder}: folder not found")
-    for flag, v in (("--speech", args.speech), ("--rirs", args.rirs)):
-        if v and v not in ("synthetic", "simulated") and not Path(v).is_dir():
-            raise EvaluationError(f"{flag} {v}: folder not found")
+    if args.speech and args.speech != "synthetic" and not Path(args.speech).is_dir():
+        raise EvaluationError(f"--speech {args.speech}: folder not found")
+    for v in (args.rirs or "").split(","):
+        if v and v != "simulated" and not Path(v).exists():
+            raise EvaluationError(
+                f"--rirs {v}: not found; give a folder (or comma-separated folders and files) of measured RIRs"
+            )
     if args.speech == "simulated" or args.rirs == "synthetic":
         raise EvaluationError("--speech takes a folder or 'synthetic'; --rirs takes a folder or 'simulated'")
     existing = [f for f in OUTPUT_FILES if (args.output / f).exists()]
@@ -242,7 +261,7 @@ def _source(args: Namespace) -> tuple[LazyItems, int, str, list[str]]:
         return LazyItems(loaders), args.sample_rate, desc, []
     if args.datamodule_config is None and args.rirs not in (None, "simulated"):
         loaders, desc = measured_items(
-            args.rirs,
+            args.rirs.split(","),
             args.speech or "synthetic",
             n_items=args.n_items or 24,
             segment_seconds=args.segment_seconds or 4.0,
@@ -251,6 +270,8 @@ def _source(args: Namespace) -> tuple[LazyItems, int, str, list[str]]:
             target=args.clean_target,
             speech_split=args.speech_split,
             channel=args.rir_channel,
+            snr_db=args.snr_db,
+            level_db=args.level_db,
         )
         return LazyItems(loaders), args.sample_rate, desc, []
     kw = load_datamodule_config(args.datamodule_config)
@@ -261,7 +282,7 @@ def _source(args: Namespace) -> tuple[LazyItems, int, str, list[str]]:
         "segment_seconds": args.segment_seconds,
     }
     kw.update({k: v for k, v in overrides.items() if v})
-    loaders, sr, desc = datamodule_items(kw)
+    loaders, sr, desc = datamodule_items(kw, split="val" if args.speech_split == "val" else "test")
     return LazyItems(loaders), sr, desc, []
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dereverb.models.dereverber import Dereverber
+from dereverb.models.dereverber import Dereverber, level_sums, speech_level
 from dereverb.signals import dsp
 from dereverb.signals.audio import resample
 from dereverb.signals.chunking import Chunk, OverlapAdd, plan_chunks
@@ -48,15 +48,13 @@ def default_batch_size(device: torch.device) -> int:
 
 # ---------------------------------------------------------------------------- core processing
 def _enhance_rows(
-    model: Dereverber, rows: torch.Tensor, phase: str | None, n_iter: int | None, strength: float = 1.0
+    model: Dereverber, rows: torch.Tensor, phase: str | None, n_iter: int | None, strength: float = 1.0,
+    level: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``(B, L)`` at the model's rate -> ``(B, L)``; pads inputs shorter than one STFT frame
-    (reflect padding needs more than ``n_fft // 2`` samples) with zeros and crops back.
+    """``(B, L)`` at the model's rate -> ``(B, L)``, every row at the file's ``level``.
     All-zero rows give exact zeros (no hallucinated output from silence)."""
-    length = rows.shape[-1]
-    n_fft = model.stft_cfg.n_fft
-    x = torch.nn.functional.pad(rows, (0, n_fft - length)) if length < n_fft else rows
-    y = model.enhance(x, phase=phase, n_iter=n_iter, strength=strength)[..., :length]
+    lv = None if level is None else level.to(rows.device).expand(rows.shape[0])
+    y = model.enhance(rows, phase=phase, n_iter=n_iter, strength=strength, level=lv)
     silent = ~rows.ne(0).any(dim=-1)
     if silent.any():
         y = y.masked_fill(silent[:, None], 0.0)
@@ -70,6 +68,7 @@ def _process_segments(
     phase: str | None,
     n_iter: int | None,
     strength: float = 1.0,
+    level: torch.Tensor | None = None,
 ) -> list[np.ndarray]:
     """Dereverberate segments ``(C, n_i)`` at ``sample_rate`` -> same shapes, float32.
 
@@ -88,7 +87,7 @@ def _process_segments(
             np.concatenate([segments[i] for i in idx], axis=0).astype(np.float32)
         ).to(device)
         x = resample(rows, sample_rate, model_sr)
-        y = _enhance_rows(model, x, phase, n_iter, strength)
+        y = _enhance_rows(model, x, phase, n_iter, strength, level)
         y = resample(y, model_sr, sample_rate)
         if y.shape[-1] < n:  # resampling rounds lengths up; guard against rounding down anyway
             y = torch.nn.functional.pad(y, (0, n - y.shape[-1]))
@@ -161,6 +160,26 @@ class ChunkSettings:
 ProgressFactory = Callable[[int], "Callable[[int], None] | None"]
 
 
+@torch.no_grad()
+def file_level(
+    model: Dereverber, read: Callable[[int, int], np.ndarray], length: int, sample_rate: int,
+    block_seconds: float = 30.0,
+) -> torch.Tensor | None:
+    """The whole recording's speech level over all channels (``speech_level``, at the model's
+    rate), read in blocks; ``None`` when the model does not normalise the level. One level for the
+    file keeps every chunk on the same gain: a long file does not pump."""
+    if model.input_level is None:
+        return None
+    sums = torch.zeros(2, dtype=torch.float64)
+    step = max(int(block_seconds * sample_rate), 1)
+    for a in range(0, length, step):
+        x = torch.from_numpy(np.ascontiguousarray(read(a, min(a + step, length)), dtype=np.float32))
+        x = resample(x.to(model_device(model)), sample_rate, model.sample_rate)
+        if x.shape[-1] >= model.stft_cfg.n_fft:
+            sums += level_sums(model.analyse(x)[1]).sum(0).double().cpu()
+    return speech_level(sums).float()
+
+
 def _batched(chunks: Sequence[Chunk], size: int) -> Iterator[list[Chunk]]:
     for i in range(0, len(chunks), size):
         yield list(chunks[i : i + size])
@@ -192,6 +211,7 @@ def run_chunks(
         for start in range(0, length, step):
             emit(read(start, min(start + step, length)))
         return
+    level = file_level(model, read, length, sample_rate)
     if batch_size is None:
         batch_size = default_batch_size(model_device(model))
     if batch_size < 1:
@@ -202,7 +222,7 @@ def run_chunks(
     for batch in _batched(chunks, batch_size):
         segments = [read(c.seg_start, c.seg_stop) for c in batch]
         for c, y in zip(
-            batch, _process_segments(model, segments, sample_rate, phase, n_iter, strength), strict=True
+            batch, _process_segments(model, segments, sample_rate, phase, n_iter, strength, level), strict=True
         ):
             ola.add(c, y)
         if on_chunks is not None:

@@ -6,10 +6,16 @@ checkpoint gives the same numbers in both; inference needs no Lightning. Only th
 under autocast; STFT, representation encode/decode and phase recovery run in float32.
 A learned input representation (``learned_power``, ``learned_pcen``) is a submodule: its
 parameters are in ``state_dict()`` as ``input_repr.*`` and train with the network.
+
+Level: with ``input_level`` set, the magnitude is scaled to that speech level before the
+representation and the estimate scaled back after decoding, so the model answers ``k * x`` with
+``k * y`` (a recording 40 dB quieter is treated like a loud one). The level is measured per item,
+or given per file by :func:`dereverb.inference.enhance.dereverberate` so long files do not pump.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -36,6 +42,23 @@ INVERSE_ACTIVATIONS = {
 }
 
 
+def level_sums(mag: torch.Tensor) -> torch.Tensor:
+    """Sufficient statistics of :func:`speech_level`: ``(B, F, N)`` -> ``(B, 2)`` holding
+    ``sum_n e_n**2`` and ``sum_n e_n`` with frame energies ``e_n = mean_f mag**2``. Sums over blocks
+    of a long file add up to the whole file's."""
+    e = mag.float().pow(2).mean(dim=-2)
+    return torch.stack([e.pow(2).sum(-1), e.sum(-1)], dim=-1)
+
+
+def speech_level(sums: torch.Tensor) -> torch.Tensor:
+    """Level (RMS magnitude per bin) of the loud frames from :func:`level_sums` ``(B, 2)`` -> ``(B,)``.
+
+    ``sqrt(sum e**2 / sum e)`` weights each frame by its own energy, so pauses, silence and a
+    quiet noise floor hardly lower it, and it scales exactly with the signal: level(k x) = |k| level(x).
+    """
+    return (sums[..., 0] / sums[..., 1].clamp_min(1e-30)).sqrt()
+
+
 def apply_strength(estimate: torch.Tensor, reverberant: torch.Tensor, strength: float) -> torch.Tensor:
     """How much of the estimated reverberation to remove: magnitudes ``(B, F, N)`` -> ``(B, F, N)``,
     ``|X|**(1 - s) * |Y|**s`` (0: the reverberant ``X``, 1: the estimate ``Y`` itself).
@@ -47,6 +70,25 @@ def apply_strength(estimate: torch.Tensor, reverberant: torch.Tensor, strength: 
         return estimate
     tiny = torch.finfo(estimate.dtype).tiny
     return reverberant.clamp_min(tiny) ** (1.0 - strength) * estimate.clamp_min(tiny) ** strength
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectralConfig:
+    """The spectral path's hyperparameters and their defaults, in one place: ``DereverbModule``'s
+    and :class:`Dereverber`'s arguments of the same names default to these, and
+    :meth:`Dereverber.from_hparams` fills missing keys from them."""
+
+    representation: str = "log_magnitude"
+    representation_kwargs: dict[str, Any] | None = None
+    target: Target = "log_magnitude"
+    net: Any = None
+    residual: bool = True
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 128
+    phase: dsp.PhaseMethod = "griffinlim-warm"
+    griffin_lim_iters: int = 32
+    input_level: float | None = 1.0
 
 
 class Dereverber(nn.Module):
@@ -61,17 +103,20 @@ class Dereverber(nn.Module):
         residual: the network predicts a correction to the input expressed in the output domain.
         stft_cfg: the STFT.
         phase / griffin_lim_iters: default phase recovery of :meth:`enhance`.
+        input_level: the speech level (:func:`speech_level`) every input is scaled to before the
+            network, and the output scaled back from; ``None``: the raw level (level-dependent).
     """
 
     def __init__(
         self,
         net: nn.Module,
         input_repr: reps.Representation,
-        target: Target = "log_magnitude",
-        residual: bool = True,
+        target: Target = SpectralConfig.target,
+        residual: bool = SpectralConfig.residual,
         stft_cfg: dsp.StftConfig | None = None,
-        phase: dsp.PhaseMethod = "griffinlim-warm",
-        griffin_lim_iters: int = 32,
+        phase: dsp.PhaseMethod = SpectralConfig.phase,
+        griffin_lim_iters: int = SpectralConfig.griffin_lim_iters,
+        input_level: float | None = SpectralConfig.input_level,
     ) -> None:
         super().__init__()
         if target not in TARGETS:
@@ -88,6 +133,7 @@ class Dereverber(nn.Module):
         self.stft_cfg = stft_cfg or dsp.StftConfig()
         self.phase = phase
         self.griffin_lim_iters = griffin_lim_iters
+        self.input_level = input_level
         # ``target_repr`` is a property: with ``target: same`` it *is* ``input_repr``, which must
         # not be registered a second time (``target_repr.*`` duplicate state-dict keys).
         self._fixed_target_repr = None if target == "same" else reps.build("log_magnitude")
@@ -101,35 +147,23 @@ class Dereverber(nn.Module):
 
     @classmethod
     def from_hparams(cls, hp: Mapping[str, Any]) -> Dereverber:
-        """Build from a training checkpoint's hyperparameters (``DereverbModule``'s arguments);
-        keys it does not use are ignored, missing ones take ``DereverbModule``'s defaults.
-
-        The network comes from ``net`` (``{class_path, init_args}``, see
+        """Build from a checkpoint's or model folder's hyperparameters (``DereverbModule``'s
+        arguments); keys it does not use are ignored, missing ones take :class:`SpectralConfig`'s
+        defaults. The network comes from ``net`` (``{class_path, init_args}``, see
         :mod:`dereverb.models.net_spec`; default the U-Net) with the representation's channels."""
-        name = hp.get("representation", "log_magnitude")
-        kwargs = dict(hp.get("representation_kwargs") or {})
-        n_fft = hp.get("n_fft", 512)
-        if "n_bands" in reps.lookup(name).valid_kwargs(kwargs):  # per-band learned parameters
-            kwargs.setdefault("n_bands", n_fft // 2)
-            if kwargs["n_bands"] != n_fft // 2:
+        c = SpectralConfig(**{f.name: hp[f.name] for f in dataclasses.fields(SpectralConfig) if f.name in hp})
+        kwargs = dict(c.representation_kwargs or {})
+        if "n_bands" in reps.lookup(c.representation).valid_kwargs(kwargs):  # per-band learned parameters
+            kwargs.setdefault("n_bands", c.n_fft // 2)
+            if kwargs["n_bands"] != c.n_fft // 2:
                 raise ValueError(f"model.representation_kwargs.n_bands={kwargs['n_bands']!r} must be n_fft // 2 = "
-                                 f"{n_fft // 2} (the STFT's bins); leave it out to get that")
-        representation = reps.build(name, **kwargs)
-        target = hp.get("target", "log_magnitude")
-        target_channels = representation.channels if target == "same" else 1
-        net = build_net(net_spec(hp.get("net")), representation.channels, target_channels)
-        stft_cfg = dsp.StftConfig(
-            sample_rate=hp.get("sample_rate", 16000), n_fft=n_fft, hop_length=hp.get("hop_length", 128)
-        )
-        return cls(
-            net,
-            representation,
-            target=target,
-            residual=hp.get("residual", True),
-            stft_cfg=stft_cfg,
-            phase=hp.get("phase", "griffinlim-warm"),
-            griffin_lim_iters=hp.get("griffin_lim_iters", 32),
-        )
+                                 f"{c.n_fft // 2} (the STFT's bins); leave it out to get that")
+        representation = reps.build(c.representation, **kwargs)
+        target_channels = representation.channels if c.target == "same" else 1
+        net = build_net(net_spec(c.net), representation.channels, target_channels)
+        stft_cfg = dsp.StftConfig(sample_rate=c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length)
+        return cls(net, representation, target=c.target, residual=c.residual, stft_cfg=stft_cfg, phase=c.phase,
+                   griffin_lim_iters=c.griffin_lim_iters, input_level=c.input_level)
 
     @property
     def sample_rate(self) -> int:
@@ -148,11 +182,25 @@ class Dereverber(nn.Module):
         spec = dsp.stft(wave, self.stft_cfg)
         return spec, dsp.magnitude(spec)
 
-    def forward(self, mag: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    def forward(
+        self, mag: torch.Tensor, level: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Reverberant magnitude ``(B, F, N)`` -> network output in the target domain
-        ``(B, C_out, F, N)`` (float32, activation applied) and the input's ctx."""
+        ``(B, C_out, F, N)`` (float32, activation applied) and the input's ctx.
+
+        ``level (B,)``: the input's speech level (default: measured on ``mag``); the gain to
+        ``input_level`` is kept in ``ctx["level_gain"] (B, 1, 1)`` for the target and decoding."""
         with torch.autocast(device_type=mag.device.type, enabled=False):
-            x, ctx = self.input_repr.encode(mag.float())
+            mag = mag.float()
+            gain = None
+            if self.input_level is not None:
+                if level is None:
+                    level = speech_level(level_sums(mag))
+                gain = (self.input_level / level.float().clamp_min(1e-10)).view(-1, 1, 1)
+                mag = mag * gain
+            x, ctx = self.input_repr.encode(mag)
+            if gain is not None:
+                ctx = {**ctx, "level_gain": gain}
             skip = self._skip(x, ctx) if self.residual else None
         y = self.net(x).float()
         if skip is not None:
@@ -172,18 +220,21 @@ class Dereverber(nn.Module):
         A learned representation encodes it with its parameters detached (``reps.frozen``): a
         target that moved with them would let the loss collapse the domain instead of learning."""
         with torch.autocast(device_type=clean_mag.device.type, enabled=False):
+            clean_mag = clean_mag.float() * ctx.get("level_gain", 1.0)
             if self.target == "same":
                 with reps.frozen(self.target_repr):
-                    return self.target_repr.encode(clean_mag.float(), ctx)[0]
-            return self.target_repr.encode(clean_mag.float())[0]
+                    return self.target_repr.encode(clean_mag, ctx)[0]
+            return self.target_repr.encode(clean_mag)[0]
 
     def decode(self, y: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
         """Network output ``(B, C_out, F, N)`` -> magnitude ``(B, F, N)``.
 
         ``target: same`` decodes with the input's ctx; the fixed ``log_magnitude`` output domain
-        needs none (a representation that did would raise for the missing key)."""
+        needs none (a representation that did would raise for the missing key). The level
+        gain of :meth:`forward` is undone here."""
         with torch.autocast(device_type=y.device.type, enabled=False):
-            return self.target_repr.decode(y.float(), ctx if self.target == "same" else None)
+            mag = self.target_repr.decode(y.float(), ctx if self.target == "same" else None)
+            return mag / ctx["level_gain"] if "level_gain" in ctx else mag
 
     def waveform(
         self,
@@ -215,23 +266,17 @@ class Dereverber(nn.Module):
         reverb: torch.Tensor,
         phase: dsp.PhaseMethod | None = None,
         n_iter: int | None = None,
+        level: torch.Tensor | None = None,
         strength: float = 1.0,
     ) -> torch.Tensor:
-        """Dereverberate waveforms ``(B, L)`` at the model's sample rate -> ``(B, L)``; ``strength``:
-        see :meth:`waveform`. Inputs shorter than one STFT frame are zero-padded to ``n_fft`` and cropped back."""
+        """Dereverberate waveforms ``(B, L)`` at the model's sample rate -> ``(B, L)``.
+
+        ``level (B,)``: the recording's speech level (default: each row's own); ``strength``:
+        see :meth:`waveform`. Inputs shorter than one STFT frame are zero-padded and cropped back."""
         length = reverb.shape[-1]
-        if length < self.stft_cfg.n_fft:
-            padded = F.pad(reverb, (0, self.stft_cfg.n_fft - length))
-            return self.enhance(padded, phase=phase, n_iter=n_iter, strength=strength)[..., :length]
-        spec, mag = self.analyse(reverb)
-        y, ctx = self(mag)
-        return self.waveform(y, ctx, spec, length, phase=phase, n_iter=n_iter, strength=strength)
+        x = F.pad(reverb, (0, self.stft_cfg.n_fft - length)) if length < self.stft_cfg.n_fft else reverb
+        spec, mag = self.analyse(x)
+        y, ctx = self(mag, level)
+        out = self.waveform(y, ctx, spec, x.shape[-1], phase=phase, n_iter=n_iter, strength=strength)
+        return out[..., :length]
 
-
-def upgrade_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``DereverbModule`` state dict in today's layout (``model.net.*``): checkpoints of the
-    first layout, written before the spectral path became :class:`Dereverber`, name the network
-    ``net.*``."""
-    if any(k.startswith("model.") for k in state):
-        return dict(state)
-    return {("model." + k if k.startswith("net.") else k): v for k, v in state.items()}

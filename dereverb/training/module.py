@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from dereverb.models.dereverber import Dereverber, Target
+from dereverb.models.dereverber import Dereverber, SpectralConfig, Target
 from dereverb.models.net_spec import net_spec
 from dereverb.signals import dsp, metrics
 
@@ -53,28 +53,32 @@ class DereverbModule(L.LightningModule):
         lr / weight_decay / scheduler / warmup_steps: AdamW and its schedule.
         sample_rate / n_fft / hop_length: the STFT (linked to the DataModule's sample rate).
         phase / griffin_lim_iters: phase recovery for validation and prediction.
+        input_level: scale every input to this speech level before the network and the output
+            back (``Dereverber``): the model then ignores the recording's level (docs/data.md).
+            ``None``: the raw level.
         val_metric_batches: validation batches scored with the full inverse path each epoch.
         n_media_examples: validation examples whose spectrograms/audio go to TensorBoard.
     """
 
     def __init__(
         self,
-        representation: str = "log_magnitude",
+        representation: str = SpectralConfig.representation,
         representation_kwargs: dict[str, Any] | None = None,
-        target: Target = "log_magnitude",
+        target: Target = SpectralConfig.target,
         net: Callable[[int, int], nn.Module] | None = None,
-        residual: bool = True,
+        residual: bool = SpectralConfig.residual,
         loss: Literal["l1", "mse"] = "l1",
         compressed_weight: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: Literal["none", "cosine", "plateau"] = "cosine",
         warmup_steps: int = 0,
-        sample_rate: int = 16000,
-        n_fft: int = 512,
-        hop_length: int = 128,
-        phase: dsp.PhaseMethod = "griffinlim-warm",
-        griffin_lim_iters: int = 32,
+        sample_rate: int = SpectralConfig.sample_rate,
+        n_fft: int = SpectralConfig.n_fft,
+        hop_length: int = SpectralConfig.hop_length,
+        phase: dsp.PhaseMethod = SpectralConfig.phase,
+        griffin_lim_iters: int = SpectralConfig.griffin_lim_iters,
+        input_level: float | None = SpectralConfig.input_level,
         val_metric_batches: int = 2,
         n_media_examples: int = 2,
     ) -> None:
@@ -151,8 +155,9 @@ class DereverbModule(L.LightningModule):
         target = self.target_of(clean_mag, ctx)
         loss = self._loss(y, target)
         weight = float(self.hparams.get("compressed_weight", 0.0))
-        if weight > 0:
-            loss = loss + weight * compressed_l1(self.decode(y, ctx), clean_mag)
+        if weight > 0:  # in the level-normalised domain, like the main term
+            gain = ctx.get("level_gain", 1.0)
+            loss = loss + weight * compressed_l1(self.decode(y, ctx) * gain, clean_mag * gain)
         return loss, {"spec": spec, "mag": mag, "clean_mag": clean_mag, "y": y, "ctx": ctx}
 
     # ------------------------------------------------------------------ Lightning hooks

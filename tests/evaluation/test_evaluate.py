@@ -100,7 +100,7 @@ def test_missing_output_is_a_usage_error(capsys: pytest.CaptureFixture) -> None:
     [
         (["--ckpt", "missing.ckpt"], "--ckpt missing.ckpt: checkpoint not found"),
         (["--unpaired", "no/such/folder"], "--unpaired no/such/folder: folder not found"),
-        (["--rirs", "no/such/rirs"], "--rirs no/such/rirs: folder not found"),
+        (["--rirs", "no/such/rirs"], "--rirs no/such/rirs: not found"),
         (["--datamodule-config", "no.yaml"], "--datamodule-config no.yaml: file not found"),
         (["--baselines", "reverberant,magic"], "unknown baseline 'magic'"),
     ],

@@ -120,7 +120,7 @@ def test_short_training_lowers_val_loss_and_beats_reverberant_stoi(tmp_path, cac
         "--config", str(ROOT / "configs" / "quickstart.yaml"),
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
-        "--trainer.max_epochs", "3", "--trainer.num_sanity_val_steps", "0",
+        "--trainer.max_epochs", "4", "--trainer.num_sanity_val_steps", "0",
         "--data.segment_seconds", "1.0", "--data.batch_size", "8", "--data.train_items", "96",
         "--data.val_items", "8", "--data.rir_bank_sizes", "[24, 4, 4]", "--data.rir_cache_dir", str(cache),
         "--data.room.t60_range", "[0.4, 0.8]", "--data.rir_max_order", "40", "--data.rir_calibrate", "1",
@@ -128,7 +128,7 @@ def test_short_training_lowers_val_loss_and_beats_reverberant_stoi(tmp_path, cac
         "--model.phase", "reverberant", "--model.val_metric_batches", "1", "--model.n_media_examples", "1",
     ])
     s = _scalars(Path(cli.trainer.logger.log_dir))
-    assert len(s["val/loss"]) == 3
+    assert len(s["val/loss"]) == 4
     assert s["val/loss"][-1] < 0.85 * s["val/loss"][0]
     assert s["val/stoi"][-1] > s["val_input/stoi"][-1] + 0.02
     assert "train/loss" in s and any(k.startswith("lr-") for k in s)
