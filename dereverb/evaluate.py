@@ -1,6 +1,6 @@
 """``python -m dereverb.evaluate``: checkpoints and baselines on a test set, tables by T60 band.
 
-Sources (one of; :mod:`dereverb.data.sources`):
+Sources (one of; :mod:`dereverb.evaluation.sources`):
 
 - ``--datamodule-config X.yaml`` (a training config; its ``data:`` section), or nothing: the
   DataModule's *test split* (simulated rooms by default); ``--speech`` / ``--rirs`` override the
@@ -41,7 +41,7 @@ from dereverb.cli_errors import (
     unwritable_reason,
 )
 from dereverb.data.rooms import RirError
-from dereverb.data.sources import (
+from dereverb.evaluation.sources import (
     EvaluationError,
     LazyItems,
     datamodule_items,

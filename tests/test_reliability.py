@@ -895,7 +895,7 @@ def test_evaluate_interrupted_run_writes_no_table_and_rerun_reuses_scores(
 def test_yaml_configs_are_refused_in_one_line_naming_option_and_file(tmp_path, text, message):
     """The one reader behind ``evaluate --datamodule-config`` and ``study --config``."""
     from dereverb.cli_errors import read_yaml_mapping
-    from dereverb.data.sources import EvaluationError, load_datamodule_config
+    from dereverb.evaluation.sources import EvaluationError, load_datamodule_config
     from dereverb.experiment.config import StudyError
 
     p = tmp_path / "c.yaml"

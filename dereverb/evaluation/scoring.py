@@ -1,7 +1,7 @@
 """Scoring systems on items, with a per-item score cache.
 
 :func:`evaluate_systems` runs every system (:mod:`dereverb.evaluation.systems`) on every item
-(:mod:`dereverb.data.sources`) and scores it with the metric registry
+(:mod:`dereverb.evaluation.sources`) and scores it with the metric registry
 (:mod:`dereverb.signals.metrics`): the intrusive metrics against the clean reference, SRMR on
 the estimate alone. Every (item, system) record is cached by ``joblib.Memory`` under
 ``cache_dir``, keyed by the item's audio, the system's ``fingerprint`` (its settings or

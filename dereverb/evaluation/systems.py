@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dereverb.data.sources import EvaluationError
+from dereverb.evaluation.sources import EvaluationError
 from dereverb.inference.checkpoint import DeviceError, load_model, resolve_device
 from dereverb.inference.enhance import dereverberate
 from dereverb.models.checkpoints import (

@@ -45,7 +45,7 @@ def check_inputs(cfg: StudyConfig) -> list[str]:
 
 def prepare_data(cfg: StudyConfig) -> None:
     """Simulate (or load from the cache) the RIR banks once, before any run starts."""
-    from dereverb.data.sources import build_datamodule
+    from dereverb.evaluation.sources import build_datamodule
 
     build_datamodule(data_kwargs(cfg)).prepare_data()
 
@@ -53,7 +53,7 @@ def prepare_data(cfg: StudyConfig) -> None:
 def eval_items(cfg: StudyConfig) -> dict[str, list[dict[str, Any]]]:
     """The evaluation sets, materialised: ``{"sim": [...], "measured": [...]}`` (measured only when
     its folder exists). Items are dicts with ``id``, ``reverb (L,)``, ``clean (L,)``, ``t60`` ..."""
-    from dereverb.data.sources import datamodule_items, measured_items
+    from dereverb.evaluation.sources import datamodule_items, measured_items
 
     ev = cfg.evaluation
     data = data_kwargs(cfg)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dereverb.data.pairs import make_pair
-from dereverb.data.sources import EvaluationError
+from dereverb.evaluation.sources import EvaluationError
 from dereverb.evaluation.systems import (
     NAMES,
     ORACLES,

@@ -10,7 +10,7 @@ import yaml
 
 from dereverb.data.datamodule import DereverbDataModule
 from dereverb.data.rooms import RoomSampler
-from dereverb.data.sources import (
+from dereverb.evaluation.sources import (
     EvaluationError,
     LazyItems,
     build_datamodule,
