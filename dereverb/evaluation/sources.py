@@ -38,19 +38,6 @@ from dereverb.signals.audio import AudioError, find_audio_files, load
 if TYPE_CHECKING:
     from dereverb.data.datamodule import DereverbDataModule
 
-__all__ = [
-    "MEASURED_SEED_TAG",
-    "EvaluationError",
-    "ItemLoader",
-    "LazyItems",
-    "build_datamodule",
-    "datamodule_items",
-    "load_datamodule_config",
-    "measured_items",
-    "paired_items",
-    "unpaired_items",
-]
-
 MEASURED_SEED_TAG = 7  # keeps measured-source items apart from the DataModule's split streams
 NOISE_SEED_TAG = 8
 
@@ -61,20 +48,13 @@ class EvaluationError(Exception):
     """Bad input for an evaluation; the message names the argument/file and the fix."""
 
 
-def _as_item(
-    idx: str, reverb: np.ndarray, clean: np.ndarray | None, t60: float = math.nan, **meta: Any
-) -> dict[str, Any]:
-    return {
-        "id": idx,
-        "reverb": np.asarray(reverb, dtype=np.float32),
-        "clean": None if clean is None else np.asarray(clean, dtype=np.float32),
-        "t60": float(t60),
-        **meta,
-    }
+def _as_item(idx: str, reverb: np.ndarray, clean: np.ndarray | None, t60: float = math.nan, **meta: Any) -> dict:
+    clean = None if clean is None else np.asarray(clean, dtype=np.float32)
+    return {"id": idx, "reverb": np.asarray(reverb, dtype=np.float32), "clean": clean, "t60": float(t60), **meta}
 
 
 class LazyItems:
-    """A sized iterable over item loaders (each called once, when its item is evaluated)."""
+    """Item loaders as a sized iterable of items (each loaded when it is evaluated)."""
 
     def __init__(self, loaders: Sequence[ItemLoader]) -> None:
         self.loaders = list(loaders)
@@ -93,20 +73,13 @@ def load_datamodule_config(path: str | os.PathLike | None) -> dict[str, Any]:
     if path is None:
         return {}
     p = Path(path)
-    cfg = read_yaml_mapping(
-        p,
-        option="--datamodule-config",
-        example="a training config such as configs/quickstart.yaml",
-        expected="a mapping with a 'data:' section",
-        error=EvaluationError,
-    )
+    cfg = read_yaml_mapping(p, option="--datamodule-config", example="a training config such as configs/quickstart.yaml",
+                            expected="a mapping with a 'data:' section", error=EvaluationError)
     data = cfg.get("data", cfg if "model" not in cfg and "trainer" not in cfg else {})
     if isinstance(data, dict) and "init_args" in data:
         data = data["init_args"]
     if not isinstance(data, dict):
-        raise EvaluationError(
-            f"--datamodule-config {p}: 'data:' must be a mapping of DataModule arguments"
-        )
+        raise EvaluationError(f"--datamodule-config {p}: 'data:' must be a mapping of DataModule arguments")
     return dict(data)
 
 
