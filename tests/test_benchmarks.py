@@ -43,6 +43,7 @@ def positive(cell: str) -> float:
     return value
 
 
+@pytest.mark.slow
 def test_train_benchmark_synthetic_steps_and_fit(tmp_path):
     out = bench(tmp_path, "train.py", "--steps", "1", "--warmup", "1", "--precision", "32", "bf16",
                 "--batch-size", "2")
@@ -65,6 +66,7 @@ def test_train_benchmark_synthetic_steps_and_fit(tmp_path):
     assert not (tmp_path / "runs").exists()  # the fit benchmark logs into a temporary folder
 
 
+@pytest.mark.slow
 def test_data_benchmark_cpu_and_device_paths(tmp_path):
     out = bench(tmp_path, "data.py", "--batches", "2", "--batch-size", "4", "--bank", "4",
                 "--seconds", "0.5", "--workers", "0", "--device", "cpu")
@@ -72,6 +74,7 @@ def test_data_benchmark_cpu_and_device_paths(tmp_path):
     positive(rows(out, "device:cpu")[0][2])
 
 
+@pytest.mark.slow
 def test_predict_benchmark(tmp_path):
     out = bench(tmp_path, "predict.py", "--files", "2", "--seconds", "2", "--iters", "2")
     for system in ("model, reverberant phase", "model, Griffin-Lim warm x2", "WPE (10 taps, 5 iterations)"):
@@ -79,6 +82,7 @@ def test_predict_benchmark(tmp_path):
         assert all(re.fullmatch(r"\d+\.\d{4}", c) and float(c) > 0 for c in row[1:3])
 
 
+@pytest.mark.slow
 def test_rir_benchmark(tmp_path):
     out = bench(tmp_path, "rir.py", "--rooms", "1", "--t60s", "0.3", "--bank-size", "2", "--workers", "1")
     [calibrated] = rows(out, "0.3")[4:5]
@@ -87,6 +91,7 @@ def test_rir_benchmark(tmp_path):
     assert 0.25 <= measured <= 0.36  # calibration lands near the 0.3 s asked
 
 
+@pytest.mark.slow
 def test_representations_benchmark(tmp_path):
     out = bench(tmp_path, "representations.py", "--quick", "--repeats", "1", "--skip-inversion")
     for name in ("magnitude", "log_magnitude", "grayscale 8-bit", "colormap turbo (auto)"):
@@ -107,6 +112,7 @@ def test_gpu_utilisation_sampler_on_cpu_reports_nothing():
     assert f"{util:>4}" == "   -"
 
 
+@pytest.mark.slow
 def test_startup_benchmark_prints_ratios(tmp_path):
     out = bench(tmp_path, "startup.py", "--repeats", "1", "--seconds", "3")
     for name in ("import torch", "predict --help", "import dereverb.predict"):
@@ -117,6 +123,7 @@ def test_startup_benchmark_prints_ratios(tmp_path):
     assert re.search(r"peak RSS of predict over import torch: \+-?\d+ MB \(goal <= \+250 MB\) (PASS|FAIL)", out)
 
 
+@pytest.mark.slow
 def test_speech_benchmark(tmp_path):
     out = bench(tmp_path, "speech.py", "--seconds", "1", "--repeats", "1")
     [row] = rows(out, "1")
@@ -124,6 +131,7 @@ def test_speech_benchmark(tmp_path):
     positive(row[2])
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_gpu_run_dry_run_exercises_every_step(tmp_path):
     """benchmarks/gpu_run.py --dry-run: every step on the CPU at tiny sizes, results under --out,
@@ -158,6 +166,7 @@ def test_gpu_run_dry_run_exercises_every_step(tmp_path):
     assert proc.returncode == (0 if all(s["status"] == "ok" for s in steps.values()) else 1)
 
 
+@pytest.mark.slow
 def test_gpu_run_continues_a_committed_study_and_brings_back_results_only(tmp_path):
     """The GPU run's study starts from the committed results of a study folder (so the study
     reuses them) and, when stopped, keeps only what a study folder commits."""
@@ -192,6 +201,7 @@ def _recipe():
     return _bench("recipe")
 
 
+@pytest.mark.slow
 def test_recipe_speed_prints_cost_per_setting(tmp_path):
     out = bench(tmp_path, "recipe.py", "speed", "--steps", "1", "--warmup", "0", "--batch", "1",
                 "--seconds", "0.5", "--rows", "4")
@@ -203,6 +213,7 @@ def test_recipe_speed_prints_cost_per_setting(tmp_path):
     assert positive(narrow[1]) < positive(ref[1])
 
 
+@pytest.mark.slow
 def test_recipe_cpu_budget_stops_training_and_variants_compose(tmp_path):
     from dereverb.training.run import run
     from tests.conftest import tiny_train_args
@@ -270,6 +281,7 @@ def test_model_card_tables_from_evaluate_outputs(tmp_path):
     assert "minus `wpe`" not in text  # no rows against WPE in this file
 
 
+@pytest.mark.slow
 def test_gpu_run_background_step_is_stopped_with_sigint_and_recorded(tmp_path):
     """The study beside the training is interrupted when the training ends: SIGINT to its
     process group (the study keeps its finished runs on Ctrl-C), recorded in summary.json."""

@@ -67,6 +67,7 @@ def test_notebooks_are_stored_without_outputs(name):
         )  # parameters come from the environment, in the first cell
 
 
+@pytest.mark.slow
 def test_representations_notebook_runs(monkeypatch):
     monkeypatch.setenv("DEREVERB_NB_SECONDS", "1.0")
     monkeypatch.delenv("DEREVERB_NB_AUDIO", raising=False)
