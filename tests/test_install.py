@@ -103,7 +103,8 @@ def test_console_scripts_point_at_the_commands_main() -> None:
     import importlib
 
     eps = {ep.name: ep for ep in md.entry_points(group="console_scripts") if ep.name.startswith("dereverb-")}
-    assert set(eps) == {"dereverb-train", "dereverb-predict", "dereverb-evaluate", "dereverb-study", "dereverb-export"}
+    assert set(eps) == {"dereverb-train", "dereverb-predict", "dereverb-evaluate", "dereverb-study", "dereverb-export",
+                        "dereverb-demo"}
     for name, ep in eps.items():
         assert ep.value == f"dereverb.{name.split('-')[1]}:main"
         assert callable(getattr(importlib.import_module(ep.module), ep.attr))
