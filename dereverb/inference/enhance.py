@@ -132,7 +132,7 @@ def run_chunks(
 ) -> None:
     """The chunk loop of files and arrays alike: ``read(start, stop) -> (C, stop - start)``;
     ``emit((C, n))`` in order. Reads are at most one segment (core + context) long, the level
-    pass's blocks included. ``progress(n_chunks)`` may return a callback that gets the number of
+    pass's chunk-sized blocks included. ``progress(n_chunks)`` may return a callback that gets the number of
     chunks finished after each batch. ``strength`` 0 emits the input itself, unchanged."""
     check_strength(strength)
     if strength == 0:
@@ -140,7 +140,7 @@ def run_chunks(
         for start in range(0, length, step):
             emit(read(start, min(start + step, length)))
         return
-    level = file_level(model, read, length, sample_rate, ((settings.chunk or length) + 2 * settings.context) / sample_rate)
+    level = file_level(model, read, length, sample_rate, settings.chunk or length)
     if batch_size is None:
         batch_size = BATCH_SIZE_CUDA if model_device(model).type == "cuda" else BATCH_SIZE_CPU
     chunks = plan_chunks(length, settings.chunk, settings.context, settings.fade, settings.align)
