@@ -1,20 +1,11 @@
 """``python -m dereverb.evaluate``: checkpoints and baselines on a test set, tables by T60 band.
 
-Sources (one of; :mod:`dereverb.evaluation.sources`):
-
-- ``--datamodule-config X.yaml`` (a training config; its ``data:`` section), or nothing: the
-  DataModule's *test split* (simulated rooms by default); ``--speech`` / ``--rirs`` override the
-  config's ``data.speech`` / ``data.rirs``.
-- ``--rirs FOLDER`` (without a config): speech (``--speech FOLDER``, default synthetic) x every
-  measured RIR under the folder, pairs built as in training against ``--clean-target``.
-- ``--paired FOLDER``: ``FOLDER/reverb/*`` and ``FOLDER/clean/*`` with the same relative names.
-- ``--unpaired FOLDER``: real reverberant recordings; only the non-intrusive SRMR is computed.
-
-Systems: :mod:`dereverb.evaluation.systems`; scores and their cache (``--cache-dir``):
-:mod:`dereverb.evaluation.scoring`; tables: :mod:`dereverb.evaluation.report`. Outputs in
-``-o OUTDIR``: ``results.md``, ``results.csv`` (means by system x T60 band), ``results_ci.csv``
-(paired-bootstrap intervals), ``results.json`` (both, and the run's settings), ``per_item.csv``
-and ``pesq_stoi_vs_t60.png``.
+Sources (one of; :mod:`dereverb.evaluation.sources`): a training config's ``data:`` section
+(``--datamodule-config``, or nothing: the DataModule's test split; ``--speech`` / ``--rirs``
+override it); ``--rirs FOLDER`` alone: speech x every measured RIR under the folder, pairs built as
+in training; ``--paired FOLDER`` (``reverb/*`` and ``clean/*`` with the same names); ``--unpaired
+FOLDER`` (real recordings: only the non-intrusive SRMR). Systems, scores with their cache and
+tables: :mod:`dereverb.evaluation`. Outputs in ``-o OUTDIR``: :data:`OUTPUT_FILES`.
 
 Exit codes (:mod:`dereverb.cli_errors`): 0 done, 2 bad input or usage (one line on stderr),
 1 an internal error, 130 Ctrl-C (cached scores are kept).
@@ -41,6 +32,9 @@ from dereverb.cli_errors import (
     unwritable_reason,
 )
 from dereverb.data.rooms import RirError
+from dereverb.data.speech import CorpusError
+from dereverb.evaluation.report import OUTPUT_FILES, summarize, write_outputs
+from dereverb.evaluation.scoring import SRMR_MODES, evaluate_systems
 from dereverb.evaluation.sources import (
     EvaluationError,
     LazyItems,
@@ -50,16 +44,13 @@ from dereverb.evaluation.sources import (
     paired_items,
     unpaired_items,
 )
-from dereverb.data.speech import CorpusError
-from dereverb.evaluation.report import OUTPUT_FILES, summarize, write_outputs
-from dereverb.evaluation.scoring import SRMR_MODES, evaluate_systems
 from dereverb.evaluation.systems import CheckpointSystem, build_systems
 from dereverb.inference.checkpoint import DeviceError
 from dereverb.models.checkpoints import CheckpointError, resolve_checkpoint
 from dereverb.signals.audio import AudioError
 from dereverb.signals.dsp import PHASE_METHODS
 
-__all__ = ["OUTPUT_FILES", "build_parser", "main", "parse_args", "run"]
+__all__ = ["OUTPUT_FILES", "build_parser", "main", "run"]
 
 PROG = "python -m dereverb.evaluate"
 #: Exception types that mean bad input (a file, folder or setting), not a bug.
@@ -82,147 +73,74 @@ def build_parser() -> ArgumentParser:
         formatter_class=_HelpFormatter,
         exit_on_error=False,
     )
-    p.add_argument(
-        "--ckpt",
-        nargs="+",
-        type=str,
-        default=[],
-        metavar="CKPT",
-        help="checkpoint(s) to evaluate; `pretrained` is the model shipped with the package",
-    )
-    p.add_argument(
-        "--baselines",
-        type=str,
-        metavar="LIST",
-        default="reverberant,wpe,oracle",
+    arg = p.add_argument
+    arg("--ckpt", nargs="+", type=str, default=[], metavar="CKPT",
+        help="checkpoint(s) to evaluate; `pretrained` is the model shipped with the package")
+    arg("--baselines", type=str, metavar="LIST", default="reverberant,wpe,oracle",
         help="comma-separated: reverberant, wpe, oracle_reverb_phase, oracle_gl, oracle_gl_warm; "
-        "'oracle' = the three oracles, 'all', or 'none'",
-    )
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="folder for tables and plot")
+        "'oracle' = the three oracles, 'all', or 'none'")
+    arg("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="folder for tables and plot")
     src = p.add_argument_group("source (default: the DataModule's test split with its defaults)")
     ex = src.add_mutually_exclusive_group()
-    ex.add_argument(
-        "--datamodule-config",
-        type=Path,
-        metavar="YAML",
-        help="training config whose data: section defines the test split",
-    )
-    ex.add_argument(
-        "--paired", type=Path, metavar="FOLDER", help="FOLDER/reverb/* and FOLDER/clean/* with the same names"
-    )
+    ex.add_argument("--datamodule-config", type=Path, metavar="YAML",
+                    help="training config whose data: section defines the test split")
+    ex.add_argument("--paired", type=Path, metavar="FOLDER",
+                    help="FOLDER/reverb/* and FOLDER/clean/* with the same names")
     ex.add_argument("--unpaired", type=Path, metavar="FOLDER", help="real reverberant recordings (SRMR only)")
-    src.add_argument(
-        "--speech",
-        type=str,
-        metavar="FOLDER",
-        help="speech folder (or 'synthetic'); overrides data.speech, or pairs with --rirs FOLDER",
-    )
-    src.add_argument(
-        "--rirs",
-        type=str,
-        metavar="FOLDER",
-        help="measured-RIR folder, or comma-separated folders and files (speech x these RIRs, built "
-        "as in training; configs/measured_rooms.yaml lists the dev and test rooms), or with "
-        "--datamodule-config an override of data.rirs ('simulated' or a folder)",
-    )
-    src.add_argument(
-        "--snr-db",
-        type=float,
-        metavar="DB",
-        help="measured RIRs: add pink background noise at this SNR to the reverberant input",
-    )
-    src.add_argument(
-        "--level-db",
-        type=float,
-        default=0.0,
-        metavar="DB",
-        help="measured RIRs: scale the reverberant input to this peak level (dBFS; 0: as built)",
-    )
-    src.add_argument(
-        "--n-items",
-        type=PositiveInt,
-        metavar="N",
-        help="items to evaluate (DataModule: test_items; measured: default 24)",
-    )
-    src.add_argument(
-        "--segment-seconds",
-        type=PositiveFloat,
-        metavar="S",
-        help="crop length (DataModule: segment_seconds; measured: default 4)",
-    )
-    src.add_argument(
-        "--speech-split",
-        choices=("all", "train", "val", "test"),
-        default="all",
-        help="measured source: use only this speaker-disjoint split of --speech (test = the speakers "
-        "a model trained on that folder never saw); DataModule source: val scores its val split "
-        "(the dev set) instead of its test split",
-    )
-    src.add_argument(
-        "--clean-target",
-        choices=("dry", "early"),
-        default="dry",
-        help="measured source: the clean reference (dry: direct-path-aligned dry speech; early: + the "
-        "first 50 ms of the room)",
-    )
-    src.add_argument(
-        "--rir-channel", type=int, default=0, metavar="C", help="measured source: channel of multi-channel RIR files"
-    )
-    src.add_argument(
-        "--seed", type=int, default=0, metavar="N", help="measured source: item seed (and the speech split seed)"
-    )
-    src.add_argument(
-        "--sample-rate",
-        type=PositiveInt,
-        default=16000,
-        metavar="HZ",
-        help="paired/unpaired/measured: rate audio is resampled to",
-    )
-    m = p.add_argument_group("systems and metrics")
-    m.add_argument(
-        "--device", type=str, default="cpu", metavar="DEV", help="device for checkpoints: cpu, cuda, cuda:N or auto"
-    )
-    m.add_argument(
-        "--phase", choices=PHASE_METHODS, help="override the checkpoints' phase recovery (null: each model's own)"
-    )
-    m.add_argument(
-        "--model-gl-iters", type=NonNegativeInt, metavar="N", help="override the checkpoints' Griffin-Lim iterations"
-    )
-    m.add_argument(
-        "--gl-iters", type=PositiveInt, default=32, metavar="N", help="Griffin-Lim iterations of the oracles"
-    )
-    m.add_argument(
-        "--wpe-taps", type=PositiveInt, default=10, metavar="N", help="WPE prediction filter length (frames)"
-    )
-    m.add_argument("--wpe-delay", type=NonNegativeInt, default=3, metavar="N", help="WPE prediction delay (frames)")
-    m.add_argument("--wpe-iterations", type=PositiveInt, default=5, metavar="N", help="WPE iterations")
-    m.add_argument(
-        "--srmr",
-        choices=SRMR_MODES,
-        default="full",
-        help="SRMR: full (reference), fast (FFT gammatone approximation, ~10x faster, other scale) or none",
-    )
-    m.add_argument("--bootstrap", type=PositiveInt, default=2000, metavar="N", help="paired-bootstrap resamples")
-    p.add_argument("--cache-dir", type=Path, metavar="FOLDER", help="score cache (null: OUTDIR/cache)")
-    p.add_argument(
-        "--force", action="store_true", help="rewrite the tables of an existing OUTDIR (cached scores are reused)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    arg = src.add_argument
+    arg("--speech", type=str, metavar="FOLDER",
+        help="speech folder (or 'synthetic'); overrides data.speech, or pairs with --rirs FOLDER")
+    arg("--rirs", type=str, metavar="FOLDER", help="measured-RIR folder, or comma-separated folders and files "
+        "(speech x these RIRs, built as in training; configs/measured_rooms.yaml lists the dev and test rooms), "
+        "or with --datamodule-config an override of data.rirs ('simulated' or a folder)")
+    arg("--snr-db", type=float, metavar="DB",
+        help="measured RIRs: add pink background noise at this SNR to the reverberant input")
+    arg("--level-db", type=float, default=0.0, metavar="DB",
+        help="measured RIRs: scale the reverberant input to this peak level (dBFS; 0: as built)")
+    arg("--n-items", type=PositiveInt, metavar="N",
+        help="items to evaluate (DataModule: test_items; measured: default 24)")
+    arg("--segment-seconds", type=PositiveFloat, metavar="S",
+        help="crop length (DataModule: segment_seconds; measured: default 4)")
+    arg("--speech-split", choices=("all", "train", "val", "test"), default="all",
+        help="measured source: use only this speaker-disjoint split of --speech (test = the speakers a model "
+        "trained on that folder never saw); DataModule source: val scores its val split (the dev set) "
+        "instead of its test split")
+    arg("--clean-target", choices=("dry", "early"), default="dry", help="measured source: the clean reference "
+        "(dry: direct-path-aligned dry speech; early: + the first 50 ms of the room)")
+    arg("--rir-channel", type=int, default=0, metavar="C",
+        help="measured source: channel of multi-channel RIR files")
+    arg("--seed", type=int, default=0, metavar="N", help="measured source: item seed (and the speech split seed)")
+    arg("--sample-rate", type=PositiveInt, default=16000, metavar="HZ",
+        help="paired/unpaired/measured: rate audio is resampled to")
+    arg = p.add_argument_group("systems and metrics").add_argument
+    arg("--device", type=str, default="cpu", metavar="DEV",
+        help="device for checkpoints: cpu, cuda, cuda:N or auto")
+    arg("--phase", choices=PHASE_METHODS, help="override the checkpoints' phase recovery (null: each model's own)")
+    arg("--model-gl-iters", type=NonNegativeInt, metavar="N",
+        help="override the checkpoints' Griffin-Lim iterations")
+    arg("--gl-iters", type=PositiveInt, default=32, metavar="N", help="Griffin-Lim iterations of the oracles")
+    arg("--wpe-taps", type=PositiveInt, default=10, metavar="N", help="WPE prediction filter length (frames)")
+    arg("--wpe-delay", type=NonNegativeInt, default=3, metavar="N", help="WPE prediction delay (frames)")
+    arg("--wpe-iterations", type=PositiveInt, default=5, metavar="N", help="WPE iterations")
+    arg("--srmr", choices=SRMR_MODES, default="full", help="SRMR: full (reference), fast (FFT gammatone "
+        "approximation, faster, on another scale) or none")
+    arg("--bootstrap", type=PositiveInt, default=2000, metavar="N", help="paired-bootstrap resamples")
+    arg = p.add_argument
+    arg("--cache-dir", type=Path, metavar="FOLDER", help="score cache (null: OUTDIR/cache)")
+    arg("--force", action="store_true", help="rewrite the tables of an existing OUTDIR (cached scores are reused)")
+    arg("--no-progress", action="store_true", help="no progress bar")
+    arg("--debug", action="store_true", help="show tracebacks")
     return p
-
-
-def parse_args(argv: Sequence[str] | None = None) -> Namespace:
-    """Parse ``argv`` (default ``sys.argv[1:]``); a usage error prints one line and exits 2."""
-    return parse_one_line(build_parser(), list(sys.argv[1:] if argv is None else argv))
 
 
 # ============================================================================ run
 def _check_args(args: Namespace) -> None:
+    """Every flag's file or folder, before any data is built or scored."""
     if (args.paired or args.unpaired) and (args.speech or args.rirs):
         raise EvaluationError("--speech/--rirs cannot be combined with --paired/--unpaired; pick one source")
-    for c in args.ckpt:
-        # "pretrained" -> the shipped bundle (a one-line CheckpointError when not installed).
+    if args.speech == "simulated" or args.rirs == "synthetic":
+        raise EvaluationError("--speech takes a folder or 'synthetic'; --rirs takes a folder or 'simulated'")
+    for c in args.ckpt:  # "pretrained": the shipped bundle (a one-line CheckpointError when not installed)
         if not resolve_checkpoint(c).exists():
             raise EvaluationError(f"--ckpt {c}: checkpoint not found; pass a .ckpt file written by dereverb.train")
     for flag, folder in (("--paired", args.paired), ("--unpaired", args.unpaired)):
@@ -232,27 +150,21 @@ def _check_args(args: Namespace) -> None:
         raise EvaluationError(f"--speech {args.speech}: folder not found")
     for v in (args.rirs or "").split(","):
         if v and v != "simulated" and not Path(v).exists():
-            raise EvaluationError(
-                f"--rirs {v}: not found; give a folder (or comma-separated folders and files) of measured RIRs"
-            )
-    if args.speech == "simulated" or args.rirs == "synthetic":
-        raise EvaluationError("--speech takes a folder or 'synthetic'; --rirs takes a folder or 'simulated'")
+            raise EvaluationError(f"--rirs {v}: not found; give a folder (or comma-separated folders and files) "
+                                  "of measured RIRs")
     existing = [f for f in OUTPUT_FILES if (args.output / f).exists()]
     if existing and not args.force:
-        raise EvaluationError(
-            f"-o {args.output}: already holds {existing[0]}; pass --force to rewrite the tables "
-            "(cached scores are reused) or choose another folder"
-        )
+        raise EvaluationError(f"-o {args.output}: already holds {existing[0]}; pass --force to rewrite the tables "
+                              "(cached scores are reused) or choose another folder")
     if args.output.exists() and not args.output.is_dir():
         raise EvaluationError(f"-o {args.output}: exists and is not a folder")
-    # Before any scoring: an unwritable -o or cache would otherwise fail only at the end.
     for flag, folder in (("-o", args.output), ("--cache-dir", args.cache_dir)):
-        reason = unwritable_reason(folder) if folder is not None else None
-        if reason is not None:
+        if folder is not None and (reason := unwritable_reason(folder)) is not None:
             raise EvaluationError(f"{flag} {folder}: {reason}; choose a writable folder")
 
 
 def _source(args: Namespace) -> tuple[LazyItems, int, str, list[str]]:
+    """The items, their sample rate, a description and notes."""
     if args.paired is not None:
         loaders, desc, notes = paired_items(args.paired, args.sample_rate)
         return LazyItems(loaders), args.sample_rate, desc, notes
@@ -261,26 +173,14 @@ def _source(args: Namespace) -> tuple[LazyItems, int, str, list[str]]:
         return LazyItems(loaders), args.sample_rate, desc, []
     if args.datamodule_config is None and args.rirs not in (None, "simulated"):
         loaders, desc = measured_items(
-            args.rirs.split(","),
-            args.speech or "synthetic",
-            n_items=args.n_items or 24,
-            segment_seconds=args.segment_seconds or 4.0,
-            sample_rate=args.sample_rate,
-            seed=args.seed,
-            target=args.clean_target,
-            speech_split=args.speech_split,
-            channel=args.rir_channel,
-            snr_db=args.snr_db,
-            level_db=args.level_db,
-        )
+            args.rirs.split(","), args.speech or "synthetic", n_items=args.n_items or 24,
+            segment_seconds=args.segment_seconds or 4.0, sample_rate=args.sample_rate, seed=args.seed,
+            target=args.clean_target, speech_split=args.speech_split, channel=args.rir_channel,
+            snr_db=args.snr_db, level_db=args.level_db)
         return LazyItems(loaders), args.sample_rate, desc, []
     kw = load_datamodule_config(args.datamodule_config)
-    overrides = {
-        "speech": args.speech,
-        "rirs": args.rirs,
-        "test_items": args.n_items,
-        "segment_seconds": args.segment_seconds,
-    }
+    overrides = {"speech": args.speech, "rirs": args.rirs, "test_items": args.n_items,
+                 "segment_seconds": args.segment_seconds}
     kw.update({k: v for k, v in overrides.items() if v})
     loaders, sr, desc = datamodule_items(kw, split="val" if args.speech_split == "val" else "test")
     return LazyItems(loaders), sr, desc, []
@@ -291,17 +191,9 @@ def run(args: Namespace) -> int:
     _check_args(args)
     # Systems first: a bad --baselines or checkpoint fails before any data is built.
     systems, sys_notes = build_systems(
-        args.baselines,
-        args.ckpt,
-        device=args.device,
-        phase=args.phase,
-        n_iter=args.model_gl_iters,
-        with_reference=args.unpaired is None,
-        wpe_taps=args.wpe_taps,
-        wpe_delay=args.wpe_delay,
-        wpe_iterations=args.wpe_iterations,
-        gl_iters=args.gl_iters,
-    )
+        args.baselines, args.ckpt, device=args.device, phase=args.phase, n_iter=args.model_gl_iters,
+        with_reference=args.unpaired is None, wpe_taps=args.wpe_taps, wpe_delay=args.wpe_delay,
+        wpe_iterations=args.wpe_iterations, gl_iters=args.gl_iters)
     items, sample_rate, desc, notes = _source(args)
     if len(items) == 0:
         raise EvaluationError("the source has no items")
@@ -309,33 +201,24 @@ def run(args: Namespace) -> int:
     cache_dir = args.cache_dir or out / "cache"
     t0 = time.perf_counter()
     stats: dict[str, int] = {}
-    rows = evaluate_systems(
-        items, systems, sample_rate, cache_dir, srmr=args.srmr, progress=not args.no_progress, stats=stats
-    )
+    rows = evaluate_systems(items, systems, sample_rate, cache_dir, srmr=args.srmr, progress=not args.no_progress,
+                            stats=stats)
     if not rows:
         raise EvaluationError("no scores: every system needs a clean reference these items lack")
     elapsed = time.perf_counter() - t0
-    summary = summarize(rows, n_boot=args.bootstrap, seed=0)
     all_notes = [
-        desc,
-        *notes,
-        *sys_notes,
+        desc, *notes, *sys_notes,
         f"SRMR: {args.srmr}; T60 bands from each item's measured RIR T60; sample rate {sample_rate} Hz",
         f"{stats.get('computed', 0)} (item, system) scores computed, {stats.get('cached', 0)} reused "
         f"from {cache_dir}, {elapsed:.0f} s",
     ]
     meta = {
-        "source": desc,
-        "notes": all_notes,
-        "systems": list(systems),
-        "sample_rate": sample_rate,
-        "srmr": args.srmr,
-        "bootstrap": args.bootstrap,
-        "stats": stats,
-        "seconds": elapsed,
+        "source": desc, "notes": all_notes, "systems": list(systems), "sample_rate": sample_rate,
+        "srmr": args.srmr, "bootstrap": args.bootstrap, "stats": stats, "seconds": elapsed,
         "checkpoints": {n: str(s.path) for n, s in systems.items() if isinstance(s, CheckpointSystem)},
         "command": f"{PROG} " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("evaluate.py") else None,
     }
+    summary = summarize(rows, n_boot=args.bootstrap, seed=0)
     md = write_outputs(out, rows, summary, meta, title="Dereverberation evaluation", notes=all_notes)
     print(md.split("## By T60 band")[0].rstrip())
     print(f"\nwrote {out}/" + ", ".join(OUTPUT_FILES))
@@ -343,9 +226,8 @@ def run(args: Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: 0 on success, 2 on bad input (one line on stderr), 1 on an internal
-    error, 130 on Ctrl-C; usage errors exit 2 from :func:`parse_args`."""
-    args = parse_args(argv)
+    """CLI entry point; returns the exit code (see the module docstring)."""
+    args = parse_one_line(build_parser(), argv)
     try:
         return run(args)
     except KeyboardInterrupt:
@@ -358,10 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, INPUT_ERRORS):
             print(f"evaluate: error: {text}", file=sys.stderr)
             return EXIT_USAGE
-        print(
-            f"evaluate: internal error: {type(exc).__name__}: {text} (re-run with --debug for the traceback)",
-            file=sys.stderr,
-        )
+        print(f"evaluate: internal error: {type(exc).__name__}: {text} (re-run with --debug for the traceback)",
+              file=sys.stderr)
         return EXIT_INTERNAL
 
 

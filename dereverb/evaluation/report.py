@@ -1,10 +1,8 @@
-"""Evaluation summaries: T60 bands (defined here, once), per-system means by band,
-paired-bootstrap intervals (:mod:`dereverb.evaluation.intervals`), and their Markdown / CSV /
-JSON / PNG forms (all files written atomically: temp file + rename). Metric labels and printed
-digits come from the registry, :mod:`dereverb.signals.metrics`.
-
-Input rows are the per-item dicts of :func:`dereverb.evaluation.scoring.evaluate_systems`:
-``id``, ``system``, ``t60`` (s, NaN when unknown) and a float per metric (NaN when not computed).
+"""Evaluation summaries: T60 bands (defined here, once), per-system means by band, paired-bootstrap
+intervals (:mod:`dereverb.evaluation.intervals`), and their Markdown / CSV / JSON / PNG files
+(written atomically). Metric labels and digits come from :mod:`dereverb.signals.metrics`. Rows are
+:func:`dereverb.evaluation.scoring.evaluate_systems`'s per-item dicts: ``id``, ``system``, ``t60``
+(s, NaN when unknown) and a float per metric (NaN when not computed).
 """
 
 from __future__ import annotations
@@ -55,13 +53,8 @@ def _is_finite(v: Any) -> bool:
         return False
 
 
-def summarize(
-    rows: Sequence[Mapping[str, Any]],
-    references: Sequence[str] = REFERENCES,
-    n_boot: int = 2000,
-    seed: int = 0,
-    metrics: Sequence[str] = METRICS,
-) -> dict[str, Any]:
+def summarize(rows: Sequence[Mapping[str, Any]], references: Sequence[str] = REFERENCES, n_boot: int = 2000,
+              seed: int = 0, metrics: Sequence[str] = METRICS) -> dict[str, Any]:
     """Means by T60 band and paired-bootstrap intervals of the differences to ``references``.
 
     Returns a dict with
@@ -75,23 +68,16 @@ def summarize(
     """
     systems = list(dict.fromkeys(str(r["system"]) for r in rows))
     present = [m for m in metrics if any(_is_finite(r.get(m)) for r in rows)]
-    has_t60 = any(t60_band(r.get("t60")) is not None for r in rows)
-    bands = [*BANDS, ALL] if has_t60 else [ALL]
-    # scores[system][metric][band] = {item id: value}
-    by: dict[str, dict[str, dict[str, dict[str, float]]]] = {
-        s: {m: {b: {} for b in bands} for m in present} for s in systems
-    }
+    bands = [*BANDS, ALL] if any(t60_band(r.get("t60")) is not None for r in rows) else [ALL]
+    # by[system][metric][band] = {item id: value}; counts[(system, band)] = item ids
+    by = {s: {m: {b: {} for b in bands} for m in present} for s in systems}
     counts: dict[tuple[str, str], set[str]] = {(s, b): set() for s in systems for b in bands}
     for r in rows:
         s, item = str(r["system"]), str(r["id"])
-        band = t60_band(r.get("t60"))
-        for b in (band, ALL):
-            if b is None:
-                continue
+        for b in {t60_band(r.get("t60")), ALL} & set(bands):
             counts[(s, b)].add(item)
             for m in present:
-                v = r.get(m)
-                by[s][m][b][item] = float(v) if _is_finite(v) else math.nan
+                by[s][m][b][item] = float(r[m]) if _is_finite(r.get(m)) else math.nan
     table = []
     for s in systems:
         for b in bands:
@@ -100,17 +86,14 @@ def summarize(
                 entry[m], entry[f"{m}_n"] = _finite_mean(list(by[s][m][b].values()))
             table.append(entry)
     ci = []
-    for k, ref in enumerate(references):
-        if ref not in by:
-            continue
+    for k, ref in enumerate(r for r in references if r in by):
         for s in systems:
             if s == ref or s in references[:k]:  # reverberant - wpe is wpe - reverberant negated
                 continue
             for b in bands:
                 for m in present:
                     common = sorted(set(by[s][m][b]) & set(by[ref][m][b]))
-                    a = [by[s][m][b][i] for i in common]
-                    r_ = [by[ref][m][b][i] for i in common]
+                    a, r_ = [by[s][m][b][i] for i in common], [by[ref][m][b][i] for i in common]
                     mean, lo, hi = bootstrap_diff(a, r_, n=n_boot, seed=seed)
                     n = int(np.sum(np.isfinite(a) & np.isfinite(r_))) if common else 0
                     ci.append({"system": s, "reference": ref, "band": b, "metric": m, "n": n,
@@ -134,48 +117,42 @@ def _band_n(summary: Mapping[str, Any], band: str) -> int:
     return max((e["n"] for e in summary["table"] if e["band"] == band), default=0)
 
 
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> list[str]:
+    """A Markdown table, the first ``left`` columns left-aligned and the rest right-aligned, and a blank line."""
+    def row(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    return [row(header), "|" + "---|" * left + "---:|" * (len(header) - left), *map(row, rows), ""]
+
+
 def to_markdown(summary: Mapping[str, Any], title: str = "Evaluation", notes: Sequence[str] = ()) -> str:
     """The summary as Markdown: all-items means, one band table per metric, CI tables."""
     metrics, systems, bands = summary["metrics"], summary["systems"], summary["bands"]
-    out = [f"# {title}", ""]
-    out += [f"- {n}" for n in notes]
-    if notes:
-        out.append("")
+    out = [f"# {title}", "", *[f"- {n}" for n in notes], *([""] if notes else [])]
     out += [f"## All items (n = {_band_n(summary, ALL)})", ""]
-    out.append("| system | n | " + " | ".join(LABELS.get(m, m) for m in metrics) + " |")
-    out.append("|---|---:|" + "---:|" * len(metrics))
-    for s in systems:
-        e = _cell(summary, s, ALL)
-        out.append(f"| {s} | {e.get('n', 0)} | " + " | ".join(_fmt(e.get(m), m) for m in metrics) + " |")
-    out.append("")
+    out += _table(["system", "n", *(LABELS.get(m, m) for m in metrics)],
+                  [[s, _cell(summary, s, ALL).get("n", 0), *(_fmt(_cell(summary, s, ALL).get(m), m) for m in metrics)]
+                   for s in systems])
     if len(bands) > 1:
         out += ["## By T60 band (mean per band; n = items in the band)", ""]
         for m in metrics:
             out += [f"### {LABELS.get(m, m)}", ""]
-            titles = [b if b == ALL else f"T60 {b} s" for b in bands]
-            out.append("| system | " + " | ".join(f"{t} (n={_band_n(summary, b)})" for t, b in zip(titles, bands,
-                                                                                               strict=True)) + " |")
-            out.append("|---|" + "---:|" * len(bands))
-            for s in systems:
-                out.append(f"| {s} | " + " | ".join(_fmt(_cell(summary, s, b).get(m), m) for b in bands) + " |")
-            out.append("")
+            out += _table(["system", *(f"{b if b == ALL else f'T60 {b} s'} (n={_band_n(summary, b)})" for b in bands)],
+                          [[s, *(_fmt(_cell(summary, s, b).get(m), m) for b in bands)] for s in systems])
     all_ci = {(c["system"], c["reference"], c["metric"]): c for c in summary["ci"] if c["band"] == ALL}
+
+    def interval(c: Mapping[str, Any] | None, m: str) -> str:
+        if c is None or not _is_finite(c["mean"]):
+            return "–"
+        return f"{_fmt(c['mean'], m, True)} [{_fmt(c['lo'], m, True)}, {_fmt(c['hi'], m, True)}]"
+
     for ref in dict.fromkeys(c["reference"] for c in summary["ci"]):
         out += [f"## Difference to {ref}: mean [95% CI], all items", "",
                 f"Paired bootstrap over items ({summary['n_boot']} resamples, seed {summary['seed']}); "
                 "an interval that excludes 0 is a difference these items support.", ""]
-        out.append("| system | " + " | ".join(f"Δ {LABELS.get(m, m)}" for m in metrics) + " |")
-        out.append("|---|" + "---:|" * len(metrics))
-        for s in systems:
-            if not any(c["system"] == s and c["reference"] == ref for c in summary["ci"]):
-                continue
-            cells = []
-            for m in metrics:
-                c = all_ci.get((s, ref, m))
-                cells.append("–" if c is None or not _is_finite(c["mean"]) else
-                             f"{_fmt(c['mean'], m, True)} [{_fmt(c['lo'], m, True)}, {_fmt(c['hi'], m, True)}]")
-            out.append(f"| {s} | " + " | ".join(cells) + " |")
-        out.append("")
+        compared = {c["system"] for c in summary["ci"] if c["reference"] == ref}
+        out += _table(["system", *(f"Δ {LABELS.get(m, m)}" for m in metrics)],
+                      [[s, *(interval(all_ci.get((s, ref, m)), m) for m in metrics)] for s in systems if s in compared])
     return "\n".join(out)
 
 
@@ -186,22 +163,6 @@ def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     for r in rows:
         w.writerow({k: ("" if not _is_finite(v) and isinstance(v, float) else v) for k, v in r.items()})
     return buf.getvalue()
-
-
-def table_csv(summary: Mapping[str, Any]) -> str:
-    """One line per (system, band): n, and per metric its mean and finite count."""
-    cols = ["system", "band", "n"] + [c for m in summary["metrics"] for c in (m, f"{m}_n")]
-    return _csv_text(summary["table"], cols)
-
-
-def ci_csv(summary: Mapping[str, Any]) -> str:
-    """One line per (system, reference, band, metric) interval."""
-    return _csv_text(summary["ci"], ["system", "reference", "band", "metric", "n", "mean", "lo", "hi"])
-
-
-def rows_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The per-item rows (all keys, first-seen order)."""
-    return _csv_text(rows, list(dict.fromkeys(k for r in rows for k in r)))
 
 
 def _jsonable(v: Any) -> Any:
@@ -287,24 +248,19 @@ OUTPUT_FILES: tuple[str, ...] = (
     "results.md", "results.csv", "results_ci.csv", "results.json", "per_item.csv", "pesq_stoi_vs_t60.png")
 
 
-def write_outputs(
-    folder: str | os.PathLike,
-    rows: Sequence[Mapping[str, Any]],
-    summary: Mapping[str, Any],
-    meta: Mapping[str, Any],
-    title: str = "Dereverberation evaluation",
-    notes: Sequence[str] = (),
-) -> str:
-    """Every file of :data:`OUTPUT_FILES` into ``folder`` (created; each written atomically):
-    the Markdown report, the band table, the intervals, the JSON (``meta`` + summary), the
-    per-item rows and the plot. Returns the Markdown."""
+def write_outputs(folder: str | os.PathLike, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
+                  meta: Mapping[str, Any], title: str = "Dereverberation evaluation", notes: Sequence[str] = ()) -> str:
+    """Every file of :data:`OUTPUT_FILES` into ``folder``: the Markdown report, the band table
+    (per system and band: n, and per metric its mean and finite count), the intervals, the JSON
+    (``meta`` + summary), the per-item rows and the plot. Returns the Markdown."""
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
     md = to_markdown(summary, title=title, notes=notes)
     write_atomic(out / "results.md", md + "\n")
-    write_atomic(out / "results.csv", table_csv(summary))
-    write_atomic(out / "results_ci.csv", ci_csv(summary))
-    write_atomic(out / "per_item.csv", rows_csv(rows))
+    write_atomic(out / "results.csv", _csv_text(summary["table"], ["system", "band", "n"] + [
+        c for m in summary["metrics"] for c in (m, f"{m}_n")]))
+    write_atomic(out / "results_ci.csv", _csv_text(summary["ci"], ["system", "reference", "band", "metric", "n",
+                                                                   "mean", "lo", "hi"]))
+    write_atomic(out / "per_item.csv", _csv_text(rows, list(dict.fromkeys(k for r in rows for k in r))))
     write_atomic(out / "results.json", to_json({"meta": meta, **summary}))
     plot_vs_t60(rows, summary, out / "pesq_stoi_vs_t60.png")
     return md
