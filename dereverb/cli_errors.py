@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
-#: A batch command (the study) finished, but some of its runs failed (each run's log says why).
-#: Same number as EXIT_INTERNAL, which the study never returns: it reports its own bugs per run.
+#: The study finished but some runs failed (their logs say why); it never returns EXIT_INTERNAL.
 EXIT_FAILED_RUNS = 1
 
 
@@ -27,12 +26,12 @@ def one_line(text: str) -> str:
 
 def debug_requested(argv: Sequence[str]) -> bool:
     """``--debug`` anywhere in ``argv`` (checked before parsing, so parse errors honour it)."""
-    return any(a == "--debug" or a.startswith("--debug=") and a.split("=", 1)[1].lower() in ("1", "true", "yes") for a in argv)
+    return any(a == "--debug" or a.lower() in ("--debug=1", "--debug=true", "--debug=yes") for a in argv)
 
 
 def report(message: str, exc: BaseException | None = None, *, debug: bool = False, stream: TextIO | None = None) -> None:
     """Print ``error: <message>`` as one line; with ``debug`` the traceback of ``exc`` first."""
-    stream = sys.stderr if stream is None else stream
+    stream = stream or sys.stderr
     if debug and exc is not None:
         traceback.print_exception(exc, file=stream)
     print(f"error: {one_line(message)}", file=stream, flush=True)
@@ -44,9 +43,8 @@ def unexpected(exc: BaseException) -> str:
 
 
 def parse_one_line(parser: Any, argv: Sequence[str] | None) -> Any:
-    """``parser.parse_args(argv)`` for a jsonargparse parser built with ``exit_on_error=False``:
-    a usage error exits 2 with jsonargparse's own message on one line,
-    ``error: <message> (see <prog> --help)``, instead of its usage block."""
+    """``parser.parse_args(argv)`` for a jsonargparse parser built with ``exit_on_error=False``: a
+    usage error exits 2 with jsonargparse's own message on one line (:func:`usage_error`)."""
     from jsonargparse import ArgumentError
 
     try:
@@ -77,9 +75,8 @@ def unwritable_reason(folder: str | os.PathLike) -> str | None:
 def read_yaml_mapping(
     path: str | os.PathLike, *, option: str, example: str, expected: str, error: type[Exception]
 ) -> dict[str, Any]:
-    """A YAML file that must hold a mapping (an empty file is ``{}``). A missing file, invalid
-    YAML or another top-level type raises ``error`` with one line naming ``option`` and the
-    file: ``pass <example>`` as the fix, ``expected <expected>`` for a wrong type."""
+    """A YAML file that must hold a mapping (an empty file is ``{}``); a missing file, invalid YAML
+    or another top-level type raises ``error``, one line naming ``option`` and the file."""
     import yaml
 
     p = Path(path)

@@ -1,17 +1,12 @@
 """``python -m dereverb.study --config configs/study.yaml``: the representation study.
 
-Can an RGB (colormapped) spectrogram beat the raw one as U-Net input? A matrix of
-*conditions* (arm x target domain) x *capacities* (network sizes) x *seeds* is trained with one
-architecture per capacity (only the input / output channels differ), one data set, one step
-budget and one optimiser, then every run is evaluated at several training lengths
-(``evaluation.at_steps``) on the same simulated test set and, when the measured RIRs are
-present, on the same measured-room set (test-split speakers x measured RIRs). The report
-(``REPORT.md``, ``report.json``, ``headline.png``) is written from the results.
-
-Each run is one submitit job (``--launcher local``: a process per run on this machine, ``slurm``:
-the same jobs on a SLURM cluster, ``debug``: one after another in this process); finished runs
-with the same settings are reused, so the same command continues a study cut short. The work is
-done in :mod:`dereverb.experiment`; this module parses, calls, prints and exits.
+Can an RGB (colormapped) spectrogram beat the raw one as U-Net input? A matrix of conditions
+(arm x target domain) x capacities x seeds is trained with one architecture per capacity, one data
+set, step budget and optimiser, evaluated at several training lengths on the same simulated and
+(when present) measured-room sets, and reported in ``REPORT.md`` / ``report.json`` (docs/study/).
+Each run is one submitit job (``--launcher local``, ``slurm`` or ``debug``); finished runs with the
+same settings are reused, so the same command continues a study cut short. The work is done in
+:mod:`dereverb.experiment`; this module parses, calls, prints and exits.
 
 Exit codes (:mod:`dereverb.cli_errors`): 0 done, 1 some runs failed (their ``train.log`` says
 why), 2 bad input or usage (one line on stderr), 130 Ctrl-C (finished runs are kept).
@@ -67,11 +62,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="do not train; write the report from finished runs")
     p.add_argument("--no-report", action="store_true", help="do not write the report after training")
     p.add_argument("--report-dir", type=Path | None, help="where REPORT.md and the figures go (default <out>/report)")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="retrain finished runs whose settings changed; overwrite a --report-dir report",
-    )
+    p.add_argument("--force", action="store_true",
+                   help="retrain finished runs whose settings changed; overwrite a --report-dir report")
     return p
 
 
@@ -99,9 +91,7 @@ def _run(args, command: str) -> int:
     jobs = args.jobs if args.jobs is not None else cfg.jobs
     report_dir = args.report_dir or out / "report"
     if args.report_dir and (report_dir / "REPORT.md").exists() and not (args.force or args.list):
-        raise StudyError(
-            f"--report-dir {report_dir} already holds a REPORT.md; pass --force to overwrite it"
-        )
+        raise StudyError(f"--report-dir {report_dir} already holds a REPORT.md; pass --force to overwrite it")
     if args.list:
         done, todo = plan(cfg, specs, out, force=True)
         finished = {s.run_id for s in done}
@@ -115,10 +105,7 @@ def _run(args, command: str) -> int:
     if not args.report_only:
         session = run_study(cfg, out, specs, jobs=max(jobs, 1), launcher=args.launcher, force=args.force, command=command)
         if session["failed"]:
-            print(
-                f"{len(session['failed'])} run(s) failed: {', '.join(session['failed'])}",
-                file=sys.stderr,
-            )
+            print(f"{len(session['failed'])} run(s) failed: {', '.join(session['failed'])}", file=sys.stderr)
             status = EXIT_FAILED_RUNS
         print(f"study session took {session['wall_seconds'] / 60:.1f} min")
     elif not (out / STUDY_JSON).exists():
@@ -133,18 +120,14 @@ def _run(args, command: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code (see the module docstring)."""
     args = parse_one_line(build_parser(), argv)
-    command = f"{PROG} " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
-    )
+    command = f"{PROG} " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     try:
         return _run(args, command)
     except StudyError as exc:
         report(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(
-            "interrupted; finished runs are kept, run the same command to continue", file=sys.stderr
-        )
+        print("interrupted; finished runs are kept, run the same command to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

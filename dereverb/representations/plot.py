@@ -81,8 +81,7 @@ def _show(ax, x: torch.Tensor, title: str) -> None:
     else:
         ax.imshow(x[0].numpy(), origin="lower", aspect="auto", cmap="gray", interpolation="nearest")
     ax.set_title(title, fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set(xticks=[], yticks=[])
 
 
 def render(mag: torch.Tensor, out_path: str, title: str, dpi: int = 90) -> list[tuple[str, float, float, float]]:
@@ -121,14 +120,51 @@ def render(mag: torch.Tensor, out_path: str, title: str, dpi: int = 90) -> list[
         im = ax.imshow(shown, origin="lower", aspect="auto", cmap="magma", vmin=0,
                        vmax=max(1.0, float(np.quantile(shown, 0.999))), interpolation="nearest")
         ax.set_title(f"|dB err| mean {mean:.3g} max {worst:.3g}", fontsize=7)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
         fig.colorbar(im, ax=ax, fraction=0.04, pad=0.01).ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.975))
     fig.savefig(out_path, dpi=dpi)
     plt.close(fig)
     return rows
+
+
+def _read_16k(path, what: str) -> np.ndarray:
+    """``(C, L)`` float32 samples of a 16 kHz file; ``ValueError`` with the one-line reason."""
+    from dereverb.signals.audio import AudioError, read_audio
+
+    try:
+        data, sr = read_audio(path)
+    except AudioError as exc:
+        raise ValueError(f"cannot read {what} {exc}") from exc
+    if sr != 16000:
+        raise ValueError(f"{what} {path} is {sr} Hz; this demo needs 16 kHz audio (resample it first)")
+    return data
+
+
+def _signal(args) -> tuple[np.ndarray, str]:
+    """The checked arguments' signal ``(L,)`` and its label; ``ValueError`` with the one-line reason."""
+    for bad, message in (
+        (args.plot.suffix.lower() != ".png", f"--plot {args.plot} must end in .png"),
+        (args.plot.exists() and not args.force, f"--plot {args.plot} exists; pass --force to overwrite it"),
+        (not args.plot.parent.is_dir(), f"--plot folder {args.plot.parent} does not exist; create it first"),
+        (not 20 <= args.dpi <= 600, f"--dpi must be in [20, 600], got {args.dpi}"),
+        (not args.seconds > 0, f"--seconds must be > 0, got {args.seconds}"),
+    ):
+        if bad:
+            raise ValueError(message)
+    if args.audio is None:
+        wave, label = demo_signal(seconds=min(args.seconds, 3.0)), "synthetic reverberant harmonic chirp"
+    else:
+        wave = _read_16k(args.audio, "--audio").mean(axis=0)[: int(args.seconds * 16000)]
+        label = f"{args.audio.name} (first {wave.size / 16000:.2f} s)"
+    if args.rir is not None:
+        from scipy.signal import fftconvolve
+
+        wave = fftconvolve(wave, _read_16k(args.rir, "--rir")[0])[: wave.size]
+        wave = 0.5 * wave / max(float(np.abs(wave).max()), 1e-9)
+        label += f" * {args.rir.name}"
+    return np.ascontiguousarray(wave, dtype=np.float32), label
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,50 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dpi", type=int, default=90, help="resolution of the PNG (default 90)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
     args = parser.parse_args(argv)
-
-    def fail(msg: str) -> int:
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-
-    if args.plot.suffix.lower() != ".png":
-        return fail(f"--plot {args.plot} must end in .png")
-    if args.plot.exists() and not args.force:
-        return fail(f"--plot {args.plot} exists; pass --force to overwrite it")
-    if not args.plot.parent.is_dir():
-        return fail(f"--plot folder {args.plot.parent} does not exist; create it first")
-    if not 20 <= args.dpi <= 600:
-        return fail(f"--dpi must be in [20, 600], got {args.dpi}")
-    if not args.seconds > 0:
-        return fail(f"--seconds must be > 0, got {args.seconds}")
     t0 = time.perf_counter()
-    from dereverb.signals.audio import AudioError, read_audio
-
-    def read(path: Path, what: str) -> np.ndarray | str:
-        """``(C, L)`` float32 samples, or the one-line reason they cannot be used."""
-        try:
-            data, sr = read_audio(path)
-        except AudioError as exc:
-            return f"cannot read {what} {exc}"
-        return data if sr == 16000 else f"{what} {path} is {sr} Hz; this demo needs 16 kHz audio (resample it first)"
-
-    if args.audio is None:
-        wave, label = demo_signal(seconds=min(args.seconds, 3.0)), "synthetic reverberant harmonic chirp"
-    else:
-        data = read(args.audio, "--audio")
-        if isinstance(data, str):
-            return fail(data)
-        wave = data.mean(axis=0)[: int(args.seconds * 16000)]
-        label = f"{args.audio.name} (first {wave.size / 16000:.2f} s)"
-    if args.rir is not None:
-        rir = read(args.rir, "--rir")
-        if isinstance(rir, str):
-            return fail(rir)
-        from scipy.signal import fftconvolve
-
-        wave = fftconvolve(wave, rir[0])[: wave.size]
-        wave = 0.5 * wave / max(float(np.abs(wave).max()), 1e-9)
-        label += f" * {args.rir.name}"
-    mag = _spectrogram(np.ascontiguousarray(wave, dtype=np.float32))
+    try:
+        wave, label = _signal(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    mag = _spectrogram(wave)
     rows = render(mag, str(args.plot), f"{label}: encoding (upper) and |dB error| of decode(encode(S)) inside "
                                         "80 dB of the max (lower; colour scale at least 0-1 dB)", dpi=args.dpi)
     print(f"{'representation':<28} {'mean dB err':>12} {'max dB err':>12} {'enc+dec s':>10}")

@@ -31,10 +31,6 @@ class Chunk:
     seg_stop: int
     last: bool
 
-    @property
-    def seg_length(self) -> int:
-        return self.seg_stop - self.seg_start
-
 
 def plan_chunks(length: int, chunk: int | None, context: int, fade: int = 0, align: int = 1) -> list[Chunk]:
     """Partition ``[0, length)`` into cores of ``chunk`` samples with ``context`` on each side.
@@ -46,18 +42,12 @@ def plan_chunks(length: int, chunk: int | None, context: int, fade: int = 0, ali
     ``fade <= chunk // 2`` samples, and never longer than ``chunk`` (which bounds memory); only
     where ``align`` is too coarse for that split is the remainder merged into the last core.
     """
-    if length <= 0:
-        raise ValueError(f"length must be positive, got {length}")
-    if context < 0:
-        raise ValueError(f"context must be >= 0 samples, got {context}")
-    if chunk is not None and chunk <= 0:
-        raise ValueError(f"chunk must be a positive number of samples, got {chunk}")
+    if length <= 0 or context < 0:
+        raise ValueError(f"length must be > 0 and context >= 0 samples, got {length} and {context}")
     if chunk is None or chunk >= length:
         return [Chunk(0, 0, length, 0, length, True)]
     if fade > chunk // 2:
         raise ValueError(f"fade ({fade}) must be at most half a chunk ({chunk // 2})")
-    if align < 1:
-        raise ValueError(f"align must be >= 1 sample, got {align}")
     n = math.ceil(length / chunk)
     bounds = [i * chunk for i in range(n)] + [length]
     if n > 1 and length - bounds[-2] < chunk / 2:
@@ -69,17 +59,8 @@ def plan_chunks(length: int, chunk: int | None, context: int, fade: int = 0, ali
         else:  # the grid is too coarse to split: merge the remainder as before
             del bounds[-2]
             n -= 1
-    return [
-        Chunk(
-            index=i,
-            start=bounds[i],
-            stop=bounds[i + 1],
-            seg_start=max(0, bounds[i] - context),
-            seg_stop=min(length, bounds[i + 1] + context),
-            last=i == n - 1,
-        )
-        for i in range(n)
-    ]
+    return [Chunk(i, bounds[i], bounds[i + 1], max(0, bounds[i] - context), min(length, bounds[i + 1] + context),
+                  i == n - 1) for i in range(n)]
 
 
 def fade_in(fade: int) -> np.ndarray:
@@ -99,34 +80,23 @@ class OverlapAdd:
     ``length`` samples long.
     """
 
-    def __init__(
-        self, length: int, channels: int, fade: int, emit: Callable[[np.ndarray], None]
-    ) -> None:
-        if fade < 0:
-            raise ValueError(f"fade must be >= 0, got {fade}")
-        self.length = length
-        self.channels = channels
-        self.fade = fade
-        self.emit = emit
+    def __init__(self, length: int, channels: int, fade: int, emit: Callable[[np.ndarray], None]) -> None:
+        self.length, self.channels, self.fade, self.emit = length, channels, fade, emit
         self._ramp = fade_in(fade) if fade else np.zeros(0)
         self._written = 0
         self._pending: np.ndarray | None = None  # (C, 2*fade) faded-out tail of the previous chunk
-        self._next_index = 0
 
     def add(self, chunk: Chunk, segment: np.ndarray) -> None:
         """Add the processed ``segment`` ``(C, chunk.seg_length)`` of ``chunk``."""
-        if chunk.index != self._next_index:
-            raise ValueError(
-                f"chunks must be added in order: expected {self._next_index}, got {chunk.index}"
-            )
-        if segment.shape != (self.channels, chunk.seg_length):
-            raise ValueError(
-                f"segment of chunk {chunk.index} must be {(self.channels, chunk.seg_length)}, got {segment.shape}"
-            )
+        if segment.shape != (self.channels, chunk.seg_stop - chunk.seg_start):
+            raise ValueError(f"segment of chunk {chunk.index} must be {(self.channels, chunk.seg_stop - chunk.seg_start)}, "
+                             f"got {segment.shape}")
         f = self.fade
         first = chunk.index == 0
         lo = chunk.start if first else chunk.start - f
         hi = chunk.stop if chunk.last else chunk.stop + f
+        if lo != self._written:
+            raise ValueError(f"chunks must be added in order: chunk {chunk.index} starts at {lo}, {self._written} written")
         if lo < chunk.seg_start or hi > chunk.seg_stop:
             raise ValueError("the crossfade reaches outside the segment: fade must be <= context")
         y = segment[:, lo - chunk.seg_start : hi - chunk.seg_start].astype(np.float64)
@@ -136,13 +106,8 @@ class OverlapAdd:
         if not chunk.last and f:
             y[:, -2 * f :] *= self._ramp[::-1]
             self._pending, y = y[:, -2 * f :].copy(), y[:, : -2 * f]
-        if lo != self._written:
-            raise AssertionError(
-                f"internal error: chunk {chunk.index} starts at {lo}, written {self._written}"
-            )
         self.emit(y.astype(np.float32))
         self._written = hi - (0 if chunk.last else 2 * f)
-        self._next_index += 1
 
     @property
     def done(self) -> bool:
