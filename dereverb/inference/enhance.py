@@ -56,7 +56,7 @@ def _process_segments(
     for n, idx in by_length.items():
         rows = torch.from_numpy(np.concatenate([segments[i] for i in idx]).astype(np.float32)).to(device)
         x = resample(rows, sample_rate, model.sample_rate)
-        lv = None if level is None else level.to(device).expand(x.shape[0])
+        lv = None if level is None else level.to(device).repeat(len(idx))  # each segment: the file's C channels
         y = model.enhance(x, phase=phase, n_iter=n_iter, strength=strength, level=lv)
         y = y.masked_fill(~x.ne(0).any(dim=-1, keepdim=True), 0.0)
         # Resampling rounds lengths up, so the round trip is at least n long.
@@ -110,18 +110,20 @@ class ChunkSettings:
 def file_level(
     model: Dereverber, read: Callable[[int, int], np.ndarray], length: int, sample_rate: int, block: int,
 ) -> torch.Tensor | None:
-    """The whole recording's speech level over all channels (``speech_level``, at the model's
+    """The whole recording's speech level per channel ``(C,)`` (``speech_level``, at the model's
     rate), read in blocks of ``block`` samples; ``None`` when the model does not normalise the
-    level. One level for the file keeps every chunk on the same gain: a long file does not pump."""
+    level. One level per channel for the whole file keeps every chunk of it on the same gain: a
+    long file does not pump, and channels (or evaluation items batched as channels) do not
+    change each other's gain."""
     if model.input_level is None:
         return None
-    sums = torch.zeros(2, dtype=torch.float64)
+    sums = 0.0
     step = max(int(block), 1)
     for a in range(0, length, step):
         x = torch.from_numpy(np.ascontiguousarray(read(a, min(a + step, length)), dtype=np.float32))
         x = resample(x.to(model_device(model)), sample_rate, model.sample_rate)
-        if x.shape[-1] >= model.stft_cfg.n_fft:
-            sums += level_sums(model.analyse(x)[1]).sum(0).double().cpu()
+        x = torch.nn.functional.pad(x, (0, max(model.stft_cfg.n_fft - x.shape[-1], 0)))
+        sums = sums + level_sums(model.analyse(x)[1]).double().cpu()
     return speech_level(sums).float()
 
 

@@ -101,3 +101,15 @@ def test_griffin_lim_chunks_match_one_piece_around_every_boundary():
         near = lsd[int((boundary - 0.25) * frames_per_s) : int((boundary + 0.25) * frames_per_s)]
         assert near.max() < 0.02, (boundary, near.max())
     assert 10 * np.log10(np.sum(whole**2) / np.sum((whole - chunked) ** 2)) > 80
+
+
+def test_channels_keep_their_own_level():
+    """Channels (and evaluation items batched as channels) are normalised each by its own level:
+    a quiet channel beside a loud one comes out as it would alone."""
+    model = _model(phase="reverberant")
+    x = _reverberant()
+    loud_quiet = np.stack([x, 10 ** (-30 / 20) * _reverberant(3.0)[::-1].copy()])
+    both = dereverberate(loud_quiet, 16000, model)
+    for c in range(2):
+        alone = dereverberate(loud_quiet[c], 16000, model)
+        np.testing.assert_allclose(both[c], alone, atol=1e-4 * np.abs(alone).max())
