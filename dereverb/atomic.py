@@ -12,21 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp", fsync: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; write the file there. On a normal exit it gets
-    the permissions a plain ``open`` would give (``mkstemp`` makes 0600), is optionally fsynced,
-    and replaces ``path``; on any exception it is removed and ``path`` is untouched.
-
-    ``suffix`` keeps the extension for writers that choose the format by it (``.tmp.png``).
-    Missing parent folders are created.
-    """
+    """Yield a temporary path next to ``path`` (parents created) to write the file at. On a normal
+    exit it gets the permissions a plain ``open`` would give (``mkstemp`` makes 0600), is optionally
+    fsynced and replaces ``path``; on an exception it is removed and ``path`` is untouched.
+    ``suffix`` keeps the extension for writers that choose the format by it (``.tmp.png``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
@@ -34,7 +25,9 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp", fsync: bool = 
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())

@@ -131,10 +131,8 @@ def return_freed_memory_to_the_os() -> None:
 
     name = ctypes.util.find_library("c")
     if sys.platform == "linux" and name:
-        try:
+        with contextlib.suppress(OSError, AttributeError):  # musl and others: no mallopt
             ctypes.CDLL(name).mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD; a fixed value also stops its growth
-        except (OSError, AttributeError):  # musl and others: no mallopt
-            pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,8 +204,7 @@ def _run(args, rep: _Reporter) -> None:
     for job in tqdm(todo, desc="files", unit="file", disable=None if len(todo) > 1 else True, file=sys.stderr):
         bars: list[tqdm] = []
 
-        def chunk_bar(n: int, name: str = job.src.name, bars: list = bars):
-            # A per-chunk bar only for files long enough to have several chunks.
+        def chunk_bar(n: int, name: str = job.src.name, bars: list = bars):  # for files of several chunks
             bars.append(tqdm(total=n, desc=name, unit="chunk", leave=False, disable=None if n > 1 else True,
                              file=sys.stderr))
             return bars[-1].update

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dereverb.atomic import write_atomic
+from dereverb.atomic import atomic_path, write_atomic
 from dereverb.evaluation.intervals import bootstrap_diff
 from dereverb.signals.metrics import ALL_METRICS as METRICS
 from dereverb.signals.metrics import DIGITS, LABELS
@@ -185,12 +185,8 @@ def to_json(obj: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- plot
-def plot_vs_t60(
-    rows: Sequence[Mapping[str, Any]],
-    summary: Mapping[str, Any],
-    path: str | os.PathLike,
-    metrics: Sequence[str] = ("pesq", "stoi"),
-) -> Path | None:
+def plot_vs_t60(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], path: str | os.PathLike,
+                metrics: Sequence[str] = ("pesq", "stoi")) -> Path | None:
     """PNG: per-item scores (dots) and band means (line at the band's mean T60) against T60
     for every system, one panel per metric. Without T60s (paired/unpaired folders) a bar chart
     of the all-item means instead. Metrics absent from the summary are skipped (SRMR is
@@ -217,13 +213,9 @@ def plot_vs_t60(
                 t, v = np.array(pts).T
                 c = colours(k % 10)
                 ax.scatter(t, v, s=8, alpha=0.3, color=c)
-                centres, means = [], []
-                for b in BANDS:
-                    sel = np.array([t60_band(x) == b for x in t])
-                    if sel.any():
-                        centres.append(float(t[sel].mean()))
-                        means.append(float(v[sel].mean()))
-                ax.plot(centres, means, "-o", color=c, label=s, markersize=4)
+                band = np.array([t60_band(x) for x in t])
+                sels = [band == b for b in BANDS if (band == b).any()]
+                ax.plot([t[i].mean() for i in sels], [v[i].mean() for i in sels], "-o", color=c, label=s, markersize=4)
             for edge in BAND_EDGES:
                 ax.axvline(edge, color="0.85", lw=0.8, zorder=0)
             ax.set_xlabel("T60 (s)")
@@ -236,10 +228,10 @@ def plot_vs_t60(
     if has_t60:
         axes[0][-1].legend(fontsize=8, loc="best")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
-    return write_atomic(path, buf.getvalue())
+    return Path(path)
 
 
 # ----------------------------------------------------------------------------- all outputs

@@ -183,18 +183,10 @@ class FileResult:
 
 
 def process_file(
-    src: Path,
-    dst: Path,
-    model: Dereverber,
-    *,
-    phase: str | None = None,
-    n_iter: int | None = None,
-    chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
-    context_seconds: float = DEFAULT_CONTEXT_SECONDS,
-    batch_size: int | None = None,
-    progress: ProgressFactory | None = None,
-    warn: Callable[[str], None] | None = None,
-    strength: float = 1.0,
+    src: Path, dst: Path, model: Dereverber, *, phase: str | None = None, n_iter: int | None = None,
+    chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS, context_seconds: float = DEFAULT_CONTEXT_SECONDS,
+    batch_size: int | None = None, progress: ProgressFactory | None = None,
+    warn: Callable[[str], None] | None = None, strength: float = 1.0,
 ) -> FileResult:
     """Stream ``src`` through the model into ``dst`` (float32 WAV, same rate/channels/length),
     reading only the chunks in flight (seek + read with context); on any error nothing is left

@@ -1,13 +1,10 @@
 """Split a long signal into chunks with context and put the processed chunks back together.
 
-Pure NumPy, no model: :func:`plan_chunks` partitions ``[0, length)`` into *cores*; each chunk
-is processed on its core plus ``context`` samples on each side (its *segment*), and
-:class:`OverlapAdd` combines the processed segments with complementary raised-cosine
-crossfades centred on the core boundaries (weights ``sin^2`` / ``cos^2``, so they sum to 1 at
-every sample). Output is emitted in order as soon as it is final, so a streaming writer only
-ever holds one crossfade region in memory.
-
-Shapes: a segment is ``(C, seg_stop - seg_start)``; emitted blocks are ``(C, n)``.
+Pure NumPy: :func:`plan_chunks` partitions ``[0, length)`` into *cores*, each processed with
+``context`` samples on each side (its *segment*, ``(C, seg_stop - seg_start)``); :class:`OverlapAdd`
+joins the processed segments with complementary raised-cosine crossfades on the core boundaries
+(``sin^2`` / ``cos^2``, summing to 1), emitting ``(C, n)`` blocks in order as soon as they are
+final, so a streaming writer only ever holds one crossfade region in memory.
 """
 
 from __future__ import annotations
