@@ -14,6 +14,7 @@ A new baseline is one class here plus its name in :func:`make_baseline`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -174,6 +175,18 @@ def needs_clean(system: object) -> bool:
 
 
 # ============================================================================ checkpoints
+@functools.cache
+def _inference_code() -> str:
+    """Hash of the code a checkpoint runs through (the model, its representations, the signal
+    path, inference): a change there recomputes cached scores as new weights do."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for folder in ("models", "representations", "signals", "inference"):
+        for f in sorted((root / folder).glob("*.py")):
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class CheckpointSystem:
     """A trained checkpoint as an evaluation system. ``path`` is the file loaded (for
@@ -201,7 +214,7 @@ class CheckpointSystem:
 
     @property
     def fingerprint(self) -> str:
-        return f"checkpoint sha256={self.sha256} phase={self.phase} n_iter={self.n_iter}"
+        return f"checkpoint sha256={self.sha256} code={_inference_code()} phase={self.phase} n_iter={self.n_iter}"
 
     def __call__(self, reverb: torch.Tensor, sample_rate: int, clean: torch.Tensor | None = None) -> torch.Tensor:
         # (B, L) rows go in as channels: processed independently, resampled if needed.
