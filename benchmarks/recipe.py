@@ -244,7 +244,7 @@ def evaluate(args: argparse.Namespace) -> None:
     sets = dev_sets(args.measured_items, args.sim_items)
     results: dict[str, dict] = {"variants": done, "sets": {}}
     for set_name, source in sets.items():
-        dest = out / "eval" / set_name
+        dest = out / "eval" / set_name.replace(" ", "_")
         cmd = [sys.executable, "-m", "dereverb.evaluate", "--ckpt", *ckpts, "--baselines", "reverberant,wpe",
                "-o", str(dest), "--cache-dir", str(out / "eval" / "cache"), "--force", "--no-progress",
                "--srmr", "none", *source]
