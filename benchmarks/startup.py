@@ -50,7 +50,8 @@ def write_checkpoint(path: Path) -> None:
     from dereverb.models.dereverber import Dereverber
 
     hp = {"representation": "log_magnitude", "representation_kwargs": {}, "target": "log_magnitude",
-          "base_channels": 32, "depth": 4, "sample_rate": 16000, "n_fft": 512, "hop_length": 128}
+          "net": {"class_path": "dereverb.models.unet.UNet", "init_args": {"base_channels": 32, "depth": 4}},
+          "sample_rate": 16000, "n_fft": 512, "hop_length": 128}
     torch.manual_seed(0)
     model = Dereverber.from_hparams(hp)
     state = {f"model.{k}": v for k, v in model.state_dict().items()}

@@ -200,7 +200,8 @@ def test_compressed_magnitude_term_adds_its_weighted_l1_and_backpropagates():
     weighted = tiny(compressed_weight=2.0)
     loss0, out = plain._step(batch)
     loss2, _ = weighted._step(batch)
-    term = compressed_l1(plain.decode(out["y"], out["ctx"]), out["clean_mag"])
+    gain = out["ctx"]["level_gain"]  # the term compares level-normalised magnitudes, like the main loss
+    term = compressed_l1(plain.decode(out["y"], out["ctx"]) * gain, out["clean_mag"] * gain)
     assert term > 0
     torch.testing.assert_close(loss2, loss0 + 2.0 * term, rtol=1e-5, atol=1e-6)
     loss2.backward()
