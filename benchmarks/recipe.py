@@ -60,6 +60,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                  "--model.net.init_args.depth", "4", "--model.net.init_args.dilations", "[1, 2, 4, 8]"]),
     "early": ("baseline with the early target (direct path + 50 ms) instead of the dry speech",
               ["--data.clean_target", "early"]),
+    "filter": ("baseline with a 4-frame complex multi-frame filter as the output (model.filter_taps 4) instead of the "
+               "magnitude; the network also sees the compressed complex spectrum",
+               ["--model.filter_taps", "4"]),
 }
 
 

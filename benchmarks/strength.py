@@ -65,7 +65,7 @@ def outputs(model, reverb: np.ndarray, strengths: list[float]) -> dict[tuple[str
     x = torch.from_numpy(reverb)[None]
     with torch.no_grad():
         spec, mag = model.analyse(x)
-        y, ctx = model(mag)
+        y, ctx = model(mag, spec=spec)
         est = model.decode(y, ctx)
         full = model.waveform(y, ctx, spec, x.shape[-1])[0].numpy()
         out = {}

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 
 import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from dereverb.models.checkpoints import build_model, read_model, resolve_checkpoint
 from dereverb.models.dereverber import Dereverber
@@ -43,9 +45,25 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     folder (``config.json`` + ``model.safetensors``) or, for ``"pretrained"``, of the model shipped
     with the package, in eval mode on ``device``. Nothing in the file can run code; a bad file
     raises :class:`~dereverb.models.checkpoints.CheckpointError` (one line: the file and the fix).
+    Batch norms are folded into the convolutions before them (:func:`fold_batch_norms`).
     """
     p = resolve_checkpoint(path_or_name)
-    return build_model(read_model(p), p).to(device).eval()
+    return fold_batch_norms(build_model(read_model(p), p).eval()).to(device)
+
+
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` in an
+    ``nn.Sequential`` into that convolution's weights and bias (torch's ``fuse_conv_bn_eval``),
+    in place. The same function in eval mode with one pass fewer over every feature map
+    (~18 % of the shipped network's time on a 2-core CPU, docs/performance.md)."""
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and not bn.training:
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+    return model
 
 
 def compile_model(model: Dereverber) -> Dereverber:

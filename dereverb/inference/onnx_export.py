@@ -54,6 +54,9 @@ def export_onnx(model: Dereverber, path: str | os.PathLike, *, frames: int = 64)
         raise ExportError("ONNX export needs the onnx and onnxscript packages: pip install 'dereverb[export]'") from exc
     from torch.export import Dim
 
+    if model.filter_taps:
+        raise ExportError("a multi-frame filter model (filter_taps > 0) works on the complex spectrum; "
+                          "ONNX export covers the magnitude path only (filter_taps: 0)")
     model = model.eval().float().cpu()
     wrapped = MagnitudePath(model).eval()
     bins = model.stft_cfg.n_fft // 2

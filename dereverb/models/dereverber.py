@@ -11,6 +11,11 @@ Level: with ``input_level`` set, the magnitude is scaled to that speech level be
 representation and the estimate scaled back after decoding, so the model answers ``k * x`` with
 ``k * y`` (a recording 40 dB quieter is treated like a loud one). The level is measured per item,
 or given per file by :func:`dereverb.inference.enhance.dereverberate` so long files do not pump.
+
+Multi-frame filter (``filter_taps`` K > 0, an option beside the default magnitude path): the
+network also sees the compressed complex spectrum (``|X|**0.3`` with its phase) and outputs K
+complex taps per bin; the estimate is :func:`dsp.multiframe_filter` of the reverberant spectrum,
+so it has a phase of its own, which phase recovery then starts from instead of the reverberant one.
 """
 
 from __future__ import annotations
@@ -72,6 +77,14 @@ def apply_strength(estimate: torch.Tensor, reverberant: torch.Tensor, strength: 
     return reverberant.clamp_min(tiny) ** (1.0 - strength) * estimate.clamp_min(tiny) ** strength
 
 
+def check_filter_taps(filter_taps: Any, target: str) -> None:
+    """``filter_taps``: an integer >= 0, and > 0 only with the ``log_magnitude`` target."""
+    if not (isinstance(filter_taps, int) and filter_taps >= 0):
+        raise ValueError(f"model.filter_taps must be an integer >= 0, got {filter_taps!r}")
+    if filter_taps and target != "log_magnitude":
+        raise ValueError("model.filter_taps > 0 needs model.target: log_magnitude (the filter's output domain)")
+
+
 @dataclasses.dataclass(frozen=True)
 class SpectralConfig:
     """The spectral path's hyperparameters and their defaults, in one place: ``DereverbModule``'s
@@ -89,6 +102,7 @@ class SpectralConfig:
     phase: dsp.PhaseMethod = "griffinlim-warm"
     griffin_lim_iters: int = 32
     input_level: float | None = 1.0
+    filter_taps: int = 0
 
 
 class Dereverber(nn.Module):
@@ -105,6 +119,9 @@ class Dereverber(nn.Module):
         phase / griffin_lim_iters: default phase recovery of :meth:`enhance`.
         input_level: the speech level (:func:`speech_level`) every input is scaled to before the
             network, and the output scaled back from; ``None``: the raw level (level-dependent).
+        filter_taps: 0 (the magnitude path) or the frames K of a complex multi-frame filter the
+            network predicts instead (``net`` then maps ``C_in + 2`` channels to ``2 K``; needs
+            ``target: log_magnitude``; ``residual``: the filter starts at the identity).
     """
 
     def __init__(
@@ -117,10 +134,12 @@ class Dereverber(nn.Module):
         phase: dsp.PhaseMethod = SpectralConfig.phase,
         griffin_lim_iters: int = SpectralConfig.griffin_lim_iters,
         input_level: float | None = SpectralConfig.input_level,
+        filter_taps: int = SpectralConfig.filter_taps,
     ) -> None:
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"model.target must be 'same' or 'log_magnitude', got {target!r}")
+        check_filter_taps(filter_taps, target)
         if phase not in dsp.PHASE_METHODS:
             raise ValueError(f"model.phase must be one of {', '.join(dsp.PHASE_METHODS)}, got {phase!r}")
         self.net = net
@@ -134,6 +153,7 @@ class Dereverber(nn.Module):
         self.phase = phase
         self.griffin_lim_iters = griffin_lim_iters
         self.input_level = input_level
+        self.filter_taps = filter_taps
         # ``target_repr`` is a property: with ``target: same`` it *is* ``input_repr``, which must
         # not be registered a second time (``target_repr.*`` duplicate state-dict keys).
         self._fixed_target_repr = None if target == "same" else reps.build("log_magnitude")
@@ -152,6 +172,7 @@ class Dereverber(nn.Module):
         defaults. The network comes from ``net`` (``{class_path, init_args}``, see
         :mod:`dereverb.models.net_spec`; default the U-Net) with the representation's channels."""
         c = SpectralConfig(**{f.name: hp[f.name] for f in dataclasses.fields(SpectralConfig) if f.name in hp})
+        check_filter_taps(c.filter_taps, c.target)
         kwargs = dict(c.representation_kwargs or {})
         if "n_bands" in reps.lookup(c.representation).valid_kwargs(kwargs):  # per-band learned parameters
             kwargs.setdefault("n_bands", c.n_fft // 2)
@@ -160,10 +181,12 @@ class Dereverber(nn.Module):
                                  f"{c.n_fft // 2} (the STFT's bins); leave it out to get that")
         representation = reps.build(c.representation, **kwargs)
         target_channels = representation.channels if c.target == "same" else 1
-        net = build_net(net_spec(c.net), representation.channels, target_channels)
+        in_channels = representation.channels + (2 if c.filter_taps else 0)
+        out_channels = 2 * c.filter_taps if c.filter_taps else target_channels
+        net = build_net(net_spec(c.net), in_channels, out_channels)
         stft_cfg = dsp.StftConfig(sample_rate=c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length)
         return cls(net, representation, target=c.target, residual=c.residual, stft_cfg=stft_cfg, phase=c.phase,
-                   griffin_lim_iters=c.griffin_lim_iters, input_level=c.input_level)
+                   griffin_lim_iters=c.griffin_lim_iters, input_level=c.input_level, filter_taps=c.filter_taps)
 
     @property
     def sample_rate(self) -> int:
@@ -183,13 +206,17 @@ class Dereverber(nn.Module):
         return spec, dsp.magnitude(spec)
 
     def forward(
-        self, mag: torch.Tensor, level: torch.Tensor | None = None
+        self, mag: torch.Tensor, level: torch.Tensor | None = None, spec: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Reverberant magnitude ``(B, F, N)`` -> network output in the target domain
         ``(B, C_out, F, N)`` (float32, activation applied) and the input's ctx.
 
         ``level (B,)``: the input's speech level (default: measured on ``mag``); the gain to
-        ``input_level`` is kept in ``ctx["level_gain"] (B, 1, 1)`` for the target and decoding."""
+        ``input_level`` is kept in ``ctx["level_gain"] (B, 1, 1)`` for the target and decoding.
+        ``spec (B, F+1, N)``: the complex spectrum, needed by a multi-frame filter model, whose
+        filtered spectrum ``(B, F, N)`` (level-normalised) goes to ``ctx["filtered"]``."""
+        if self.filter_taps and spec is None:
+            raise ValueError("a multi-frame filter model (filter_taps > 0) needs the complex spectrum: model(mag, spec=spec)")
         with torch.autocast(device_type=mag.device.type, enabled=False):
             mag = mag.float()
             gain = None
@@ -201,11 +228,31 @@ class Dereverber(nn.Module):
             x, ctx = self.input_repr.encode(mag)
             if gain is not None:
                 ctx = {**ctx, "level_gain": gain}
-            skip = self._skip(x, ctx) if self.residual else None
-        y = self.net(x).float()
+            if self.filter_taps:
+                spec = spec[..., :-1, :].to(torch.complex64) * (1.0 if gain is None else gain)
+                compressed = spec * dsp.safe_abs(spec).pow(-0.7)  # |X|**0.3 with X's phase
+                net_in = torch.cat([x, compressed.real.unsqueeze(1), compressed.imag.unsqueeze(1)], dim=1)
+                skip = None
+            else:
+                net_in = x
+                skip = self._skip(x, ctx) if self.residual else None
+        y = self.net(net_in).float()
+        if self.filter_taps:
+            return self._filter(y, spec, ctx)
         if skip is not None:
             y = y + skip
         return self.output_activation(y), ctx
+
+    def _filter(self, y: torch.Tensor, spec: torch.Tensor, ctx: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Network output ``(B, 2K, F, N)`` as K complex taps over ``spec (B, F, N)`` -> the log
+        magnitude of the filtered spectrum ``(B, 1, F, N)`` and ctx with it (``"filtered"``)."""
+        k = self.filter_taps
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            taps = torch.complex(y[:, :k], y[:, k:])
+            if self.residual:  # start at the identity filter: "do nothing"
+                taps = taps + F.one_hot(torch.tensor(0), k).to(taps.device).view(1, k, 1, 1)
+            filtered = dsp.multiframe_filter(spec, taps)
+            return self.target_repr.encode(dsp.safe_abs(filtered))[0], {**ctx, "filtered": filtered}
 
     def _skip(self, x: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
         """The input in the output domain, before the output activation ``(B, C_out, F, N)``."""
@@ -247,16 +294,20 @@ class Dereverber(nn.Module):
         strength: float = 1.0,
     ) -> torch.Tensor:
         """Network output ``(B, C_out, F, N)`` -> waveform ``(B, L)`` with phase recovery;
-        ``strength`` < 1 keeps part of the reverberation (:func:`apply_strength`)."""
+        ``strength`` < 1 keeps part of the reverberation (:func:`apply_strength`). A filter
+        model's phase comes from its filtered spectrum where the others use the reverberant one."""
         mag = self.decode(y, ctx)
         if strength < 1.0:
             mag = apply_strength(mag, dsp.magnitude(reverb_spec), strength)
+        phase_spec = reverb_spec
+        if "filtered" in ctx:  # the filtered bins, the reverberant Nyquist row
+            phase_spec = torch.cat([ctx["filtered"], reverb_spec[..., -1:, :]], dim=-2)
         return dsp.reconstruct(
             mag,
             self.stft_cfg,
             length,
             phase=phase or self.phase,
-            reverb_spec=reverb_spec,
+            reverb_spec=phase_spec,
             n_iter=self.griffin_lim_iters if n_iter is None else n_iter,
         )
 
@@ -276,7 +327,7 @@ class Dereverber(nn.Module):
         length = reverb.shape[-1]
         x = F.pad(reverb, (0, self.stft_cfg.n_fft - length)) if length < self.stft_cfg.n_fft else reverb
         spec, mag = self.analyse(x)
-        y, ctx = self(mag, level)
+        y, ctx = self(mag, level, spec)
         out = self.waveform(y, ctx, spec, x.shape[-1], phase=phase, n_iter=n_iter, strength=strength)
         return out[..., :length]
 

@@ -75,6 +75,22 @@ def magnitude(spec: torch.Tensor) -> torch.Tensor:
     return spec[..., :-1, :].abs().float()
 
 
+def multiframe_filter(spec: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Deep filtering over past frames: ``spec (B, F, N)`` complex and ``taps (B, K, F, N)`` complex
+    -> ``(B, F, N)``, ``out[f, n] = sum_k taps[k, f, n] * spec[f, n - k]`` (frames before the
+    first are zeros). A per-bin filter of K frames can cancel the part of a bin predicted by
+    the frames before it, which a real-valued mask cannot (Mack & Habets 2019; DeepFilterNet)."""
+    k = taps.shape[1]
+    padded = torch.nn.functional.pad(spec, (k - 1, 0))
+    n = spec.shape[-1]
+    return sum(taps[:, i] * padded[..., k - 1 - i : k - 1 - i + n] for i in range(k))
+
+
+def safe_abs(spec: torch.Tensor, tiny: float = 1e-12) -> torch.Tensor:
+    """``|spec|`` of a complex tensor with a finite gradient at zero (``sqrt(re**2 + im**2 + tiny)``)."""
+    return (spec.real.square() + spec.imag.square() + tiny).sqrt()
+
+
 def restore_nyquist(mag: torch.Tensor, nyquist: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, F, N)`` -> ``(B, F+1, N)``: append the Nyquist row (given ``(B, 1, N)``, else zeros)."""
     if nyquist is None:

@@ -56,6 +56,8 @@ class DereverbModule(L.LightningModule):
         input_level: scale every input to this speech level before the network and the output
             back (``Dereverber``): the model then ignores the recording's level (docs/data.md).
             ``None``: the raw level.
+        filter_taps: 0 (default: the network predicts the clean log magnitude) or K: it predicts
+            a K-frame complex filter over the reverberant spectrum instead (``Dereverber``).
         val_metric_batches: validation batches scored with the full inverse path each epoch.
         n_media_examples: validation examples whose spectrograms/audio go to TensorBoard.
     """
@@ -79,6 +81,7 @@ class DereverbModule(L.LightningModule):
         phase: dsp.PhaseMethod = SpectralConfig.phase,
         griffin_lim_iters: int = SpectralConfig.griffin_lim_iters,
         input_level: float | None = SpectralConfig.input_level,
+        filter_taps: int = SpectralConfig.filter_taps,
         val_metric_batches: int = 2,
         n_media_examples: int = 2,
     ) -> None:
@@ -122,10 +125,10 @@ class DereverbModule(L.LightningModule):
         """``(B, L)`` -> complex spectrum ``(B, F+1, N)`` and magnitude ``(B, F, N)``."""
         return self.model.analyse(wave)
 
-    def forward(self, mag: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Reverberant magnitude ``(B, F, N)`` -> network output in the target domain
-        ``(B, C_out, F, N)`` (float32, activation applied) and the input's ctx."""
-        return self.model(mag)
+    def forward(self, mag: torch.Tensor, spec: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Reverberant magnitude ``(B, F, N)`` (and complex spectrum ``(B, F+1, N)``, which a filter
+        model needs) -> network output in the target domain ``(B, C_out, F, N)`` and the input's ctx."""
+        return self.model(mag, spec=spec)
 
     def target_of(self, clean_mag: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
         """The clean target in the output domain ``(B, C_out, F, N)``, encoded with the input's ctx."""
@@ -151,7 +154,7 @@ class DereverbModule(L.LightningModule):
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
         spec, mag = self.analyse(batch["reverb"])
         _, clean_mag = self.analyse(batch["clean"])
-        y, ctx = self(mag)
+        y, ctx = self(mag, spec)
         target = self.target_of(clean_mag, ctx)
         loss = self._loss(y, target)
         weight = float(self.hparams.get("compressed_weight", 0.0))

@@ -152,7 +152,10 @@ def test_checkpoint_loads_with_weights_only(ckpt: Path, model: Dereverber) -> No
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert raw["hyper_parameters"]["net"]["init_args"]["base_channels"] == 4
     assert isinstance(model, Dereverber) and not model.training
-    for k, v in model.state_dict().items():
+    from dereverb.models.checkpoints import build_model, read_model
+
+    built = build_model(read_model(ckpt), ckpt)  # before load_model folds the batch norms
+    for k, v in built.state_dict().items():
         torch.testing.assert_close(v, raw["state_dict"][f"model.{k}"])
 
 
@@ -616,3 +619,25 @@ def test_cuda_matches_cpu(ckpt: Path, phase: str) -> None:
     diff = gpu.cpu().numpy() - cpu
     snr = 10 * np.log10(np.sum(cpu**2) / max(np.sum(diff**2), 1e-20))
     assert snr > 30, snr
+
+
+def test_folded_batch_norms_give_the_same_output():
+    """``load_model`` folds batch norms into the convolutions: same output as the unfolded model."""
+    import copy
+
+    from dereverb.inference.checkpoint import fold_batch_norms
+    from dereverb.models.dereverber import Dereverber
+
+    torch.manual_seed(0)
+    model = Dereverber.from_hparams({"net": {"class_path": "dereverb.models.unet.UNet",
+                                             "init_args": {"base_channels": 4, "depth": 2}}})
+    with torch.no_grad():  # non-trivial statistics, so folding has something to fold
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.uniform_(0.5, 1.5)
+    model.eval()
+    folded = fold_batch_norms(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(1, 16000) * 0.1
+    torch.testing.assert_close(folded.enhance(x, phase="reverberant"), model.enhance(x, phase="reverberant"),
+                               rtol=1e-4, atol=1e-5)
