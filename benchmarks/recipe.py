@@ -2,7 +2,7 @@
 
     python benchmarks/recipe.py speed [--threads 1] [--steps 6]          # cost of a training step
     python benchmarks/recipe.py train --out runs/recipe [--minutes 12] [--parallel 2] [--variants a,b]
-    python benchmarks/recipe.py evaluate --out runs/recipe [--measured-items 120] [--sim-items 100]
+    python benchmarks/recipe.py evaluate --out runs/recipe [--measured-items 120] [--sim-items 100] [--variants a,b]
     python benchmarks/recipe.py all --out runs/recipe                     # train, then evaluate
 
 ``speed`` times full training steps (STFT, representation, U-Net, loss, backward, AdamW) on
@@ -236,7 +236,8 @@ def evaluate(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     done = {}
-    for name in VARIANTS:
+    chosen = {"baseline", *args.variants.split(",")} if args.variants else set(VARIANTS)
+    for name in (n for n in VARIANTS if n in chosen):
         f = out / name / "done.json"
         if f.is_file():
             done[name] = json.loads(f.read_text())
@@ -348,10 +349,11 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--out", required=True)
         p.add_argument("--threads", type=int, default=1, help="torch threads of each training / evaluation")
+        p.add_argument("--variants", default=None, help=f"comma-separated subset of {', '.join(VARIANTS)} "
+                                                         "(evaluate: baseline always)")
         if name in ("train", "all"):
             p.add_argument("--minutes", type=float, default=12.0, help="CPU budget of each variant, in minutes per thread")
             p.add_argument("--parallel", type=int, default=6, help="variants trained side by side")
-            p.add_argument("--variants", default=None, help=f"comma-separated subset of {', '.join(VARIANTS)}")
             p.add_argument("extra", nargs="*", help="more dereverb.train overrides (after --)")
         if name in ("evaluate", "all"):
             p.add_argument("--measured-items", type=int, default=120)
