@@ -14,7 +14,8 @@ all-item means of every system, PESQ-WB/STOI by T60 band, the model's paired dif
 reverberant input and to WPE with paired-bootstrap 95 % intervals. docs/pretrained.md quotes it.
 
 ``--dev-compare`` scores the candidate and the shipped model on the dev set only
-(benchmarks/recipe.py's :func:`dev_sets`) and prints the candidate minus the shipped model, paired.
+(benchmarks/recipe.py's :func:`dev_sets` with its quiet and noisy set) and prints the candidate
+minus the shipped model, paired, per set and over all dev items (the number a bundle is chosen on).
 """
 
 from __future__ import annotations
@@ -68,14 +69,17 @@ def evaluate(ckpts: list[str], dest: Path, cache: Path, baselines: str, source: 
 
 def dev_compare(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
+    import numpy as np
     from recipe import dev_sets, paired_table
 
+    from dereverb.evaluation.intervals import bootstrap_diff
     from dereverb.evaluation.systems import checkpoint_names
 
     ckpts = ["pretrained", args.dev_compare]
     names = checkpoint_names(ckpts, taken=("reverberant",))
-    for set_name, source in dev_sets(args.measured_items, args.sim_items).items():
-        dest = Path(args.out) / set_name.replace(" ", "_")
+    pooled: dict[str, list[np.ndarray]] = {"pesq": [], "stoi": []}
+    for set_name, source in dev_sets(args.measured_items, args.sim_items, noisy=True).items():
+        dest = Path(args.out) / set_name.replace(" ", "_").replace(",", "")
         shown = evaluate(ckpts, dest, Path(args.out) / "cache", "reverberant", source)
         by_system: dict[str, dict[str, dict]] = {}
         for r in csv.DictReader(open(dest / "per_item.csv")):
@@ -86,6 +90,16 @@ def dev_compare(args: argparse.Namespace) -> None:
             cells = [f"{e[m]['mean']:.3f} | " + ("–" if label == "shipped" else f"{e[m]['diff']:+.3f} [{e[m]['lo']:+.3f}, {e[m]['hi']:+.3f}]")
                      for m in ("pesq", "stoi")]
             print(f"| {label} | " + " | ".join(cells) + " |")
+        old, new = by_system[names[0]], by_system[names[1]]
+        for m in pooled:
+            pooled[m].append(np.array([[float(new[i][m]), float(old[i][m])] for i in old if i in new]))
+    # The decision: every dev item of every set, paired, in one interval.
+    cells = []
+    for m, parts in pooled.items():
+        both = np.concatenate(parts)
+        diff, lo, hi = bootstrap_diff(both[:, 0], both[:, 1], n=2000, seed=0)
+        cells.append(f"{m.upper()} {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] (n = {len(both)})")
+    print("\nall dev items, candidate - shipped: " + "; ".join(cells))
 
 
 def main() -> None:

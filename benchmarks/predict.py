@@ -4,7 +4,8 @@
 
 Runs the model (the shipped one by default) on ``--files`` synthetic utterances of ``--seconds``
 each, one file at a time as ``dereverb.predict`` does, for each phase recovery (the reverberant
-phase; warm-started Griffin-Lim at each ``--iters``), then single-channel WPE (nara-wpe: 10 taps,
+phase; warm-started Griffin-Lim at each ``--iters``; the last of them also with the weights as
+stored, without ``load_model``'s inference preparation), then single-channel WPE (nara-wpe: 10 taps,
 delay 3, 5 iterations, the evaluation baseline) on the same files in the same run, and prints
 the real-time factor (processing time / audio duration; < 1 is faster than real time). Two
 columns: wall clock, and process CPU time divided by the thread count (what an otherwise idle
@@ -24,6 +25,7 @@ import torch
 from dereverb.data.speech import SyntheticSpeech
 from dereverb.evaluation.systems import Wpe
 from dereverb.inference import dereverberate, load_model
+from dereverb.models.checkpoints import build_model, read_model, resolve_checkpoint
 
 
 def timed(fn, waves: list[np.ndarray]) -> tuple[float, float]:
@@ -53,10 +55,16 @@ def main() -> None:
     print(f"{platform.machine()} CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, model on {args.device}; "
           f"--ckpt {args.ckpt}; {args.files} files x {args.seconds:g} s")
     print(f"{'system':>34} | {'RTF wall':>8} | {'RTF cpu':>7}")
-    rows = [("model, reverberant phase", dict(phase="reverberant"))]
-    rows += [(f"model, Griffin-Lim warm x{n}", dict(phase="griffinlim-warm", n_iter=n)) for n in args.iters]
-    for name, kw in rows:
-        wall, cpu = timed(lambda w, kw=kw: dereverberate(w, 16000, model, **kw), waves)
+    # The same weights as built from the file, without load_model's inference preparation
+    # (batch norms folded, channels-last weights): what that preparation buys.
+    stored = resolve_checkpoint(args.ckpt)
+    unprepared = build_model(read_model(stored), stored).eval().to(args.device)
+    rows = [("model, reverberant phase", model, dict(phase="reverberant"))]
+    rows += [(f"model, Griffin-Lim warm x{n}", model, dict(phase="griffinlim-warm", n_iter=n)) for n in args.iters]
+    rows += [(f"unprepared, Griffin-Lim warm x{n}", unprepared, dict(phase="griffinlim-warm", n_iter=n))
+             for n in args.iters[-1:]]
+    for name, m, kw in rows:
+        wall, cpu = timed(lambda w, m=m, kw=kw: dereverberate(w, 16000, m, **kw), waves)
         print(f"{name:>34} | {wall:8.4f} | {cpu:7.4f}")
     wpe = Wpe()
     wall, cpu = timed(lambda w: wpe(torch.from_numpy(w)[None], 16000), waves)

@@ -268,19 +268,24 @@ def evaluate(args: argparse.Namespace) -> None:
     print((out / "recipe.md").read_text())
 
 
-def dev_sets(measured_items: int, sim_items: int) -> dict[str, list[str]]:
+def dev_sets(measured_items: int, sim_items: int, noisy: bool = False) -> dict[str, list[str]]:
     """``dereverb.evaluate`` arguments of the dev set: LibriSpeech's val speakers x the dev rooms of
-    configs/measured_rooms.yaml, and x the simulated val rooms of configs/recipe.yaml. The test
-    set (model card) is never used here."""
+    configs/measured_rooms.yaml, and x the simulated val rooms of configs/recipe.yaml; ``noisy``
+    adds the dev rooms at -40 dBFS peak with pink noise at 20 dB SNR (the conditions the card
+    sweeps). The test set (model card) is never used here."""
     import yaml
 
     dev_rooms = ",".join(str(SHARED / p) for p in yaml.safe_load(ROOMS.read_text())["dev"])
-    return {
-        "dev measured": ["--speech", str(SPEECH), "--rirs", dev_rooms, "--speech-split", "val",
-                         "--n-items", str(measured_items), "--segment-seconds", "4"],
+    measured = ["--speech", str(SPEECH), "--rirs", dev_rooms, "--speech-split", "val",
+                "--n-items", str(measured_items), "--segment-seconds", "4"]
+    sets = {
+        "dev measured": measured,
         "dev simulated": ["--datamodule-config", str(BASE_CONFIG), "--speech", str(SPEECH),
                           "--speech-split", "val", "--n-items", str(sim_items)],
     }
+    if noisy:
+        sets["dev measured, -40 dBFS, pink noise 20 dB SNR"] = [*measured, "--level-db", "-40", "--snr-db", "20"]
+    return sets
 
 
 def paired_table(by_system: dict[str, dict[str, dict]], system_of: dict[str, str], reference: str) -> dict:
