@@ -198,10 +198,12 @@ def test_state_dict_roundtrip_through_a_checkpoint(name, target, tmp_path):
     mag = random_mag(b=2, f=256, n=40)
     with torch.no_grad():
         y0, ctx0 = m.model(mag)
-        for other in (lean, fresh.eval()):
-            y, ctx = other(mag)
-            assert torch.equal(y, y0)
-            assert torch.equal(other.decode(y, ctx), m.model.decode(y0, ctx0))
+        y, ctx = fresh.eval()(mag)
+        assert torch.equal(y, y0)
+        assert torch.equal(fresh.decode(y, ctx), m.model.decode(y0, ctx0))
+        y, ctx = lean(mag)  # load_model folds the batch norms: equal up to float rounding
+        torch.testing.assert_close(y, y0, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(lean.decode(y, ctx), m.model.decode(y0, ctx0), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", [n for n in R.names() if n not in LEARNED])
