@@ -1,7 +1,7 @@
 """Score the shipped pretrained model on the test set and write its model card's numbers, or
 compare a candidate with the shipped model on the dev set (to choose a bundle).
 
-    python benchmarks/model_card.py [--ckpt pretrained] [--out runs/model_card] [--measured-items 200] [--sim-items 200]
+    python benchmarks/model_card.py [--ckpt pretrained] [--out runs/model_card] [--measured-items 200] [--sim-items 200] [--previous FOLDER]
     python benchmarks/model_card.py --dev-compare runs/x/last.ckpt [--out runs/dev_compare]
 
 The test set (configs/measured_rooms.yaml ``test``: LibriSpeech's test speakers, never seen in
@@ -111,6 +111,7 @@ def main() -> None:
     ap.add_argument("--sim-items", type=int, default=200)
     ap.add_argument("--baselines", default="reverberant,wpe,oracle")
     ap.add_argument("--dev-compare", metavar="CKPT", help="score CKPT against the shipped model on the dev set instead")
+    ap.add_argument("--previous", metavar="FOLDER", help="also score this (the previous bundle) and print the model minus it")
     ap.add_argument("--tables-only", action="store_true", help="print the tables of an earlier run in --out, evaluate nothing")
     args = ap.parse_args()
     if not SPEECH.is_dir() or not MEASURED.is_dir():
@@ -118,6 +119,8 @@ def main() -> None:
     if args.dev_compare:
         dev_compare(args)
         return
+    from dereverb.evaluation.systems import checkpoint_names
+
     out = Path(args.out)
     model = "pretrained" if args.ckpt == "pretrained" else None
     if not args.tables_only:
@@ -129,9 +132,29 @@ def main() -> None:
             if (dest / "results_ci.csv").is_file():
                 print(f"\n### {name}\n\n{card_tables(dest, model=model)}")
             continue
-        shown = evaluate([args.ckpt], dest, out / "cache", "reverberant,wpe" if sweep else args.baselines, source)
+        ckpts = [args.ckpt, *([args.previous] if args.previous else [])]
+        shown = evaluate(ckpts, dest, out / "cache", "reverberant,wpe" if sweep else args.baselines, source)
         print(f"\n### {name}\n\n{shown}\n")
         print(card_tables(dest, model=model))
+        if args.previous:
+            print(previous_diff(dest, *checkpoint_names(ckpts, taken=("reverberant", "wpe"))))
+
+
+def previous_diff(dest: Path, model: str, previous: str) -> str:
+    """One line: ``model`` minus ``previous`` over all items of ``dest``, PESQ-WB and STOI, paired."""
+    from dereverb.evaluation.intervals import bootstrap_diff
+
+    by_system: dict[str, dict[str, dict]] = {}
+    for r in csv.DictReader(open(dest / "per_item.csv")):
+        by_system.setdefault(r["system"], {})[r["id"]] = r
+    cells = []
+    for m, label in (("pesq", "PESQ-WB"), ("stoi", "STOI")):
+        ids = [i for i in by_system[model] if i in by_system[previous]]
+        a = [float(by_system[model][i][m]) for i in ids]
+        b = [float(by_system[previous][i][m]) for i in ids]
+        diff, lo, hi = bootstrap_diff(a, b, n=2000, seed=0)
+        cells.append(f"{label} {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    return f"`{model}` minus the previous bundle (`{previous}`), paired over {len(ids)} items: " + ", ".join(cells) + "\n"
 
 
 BAND_ORDER = ("<=0.4", "0.4-0.7", "0.7-1.0", ">1.0", "all")

@@ -279,6 +279,10 @@ def test_model_card_tables_from_evaluate_outputs(tmp_path):
     assert "| all | 3 | +0.500 [+0.400, +0.600] |" in text
     assert "0.7-1.0 s" not in text  # a band without items is not listed
     assert "minus `wpe`" not in text  # no rows against WPE in this file
+    # the new bundle against the previous one (here: 'wpe' stands in for it), paired over the items
+    line = card.previous_diff(tmp_path, "pretrained", "wpe")
+    assert line.startswith("`pretrained` minus the previous bundle (`wpe`), paired over 3 items: PESQ-WB +0.400 [")
+    assert "STOI +0.000 [+0.000, +0.000]" in line
 
 
 @pytest.mark.slow
