@@ -147,14 +147,21 @@ def previous_diff(dest: Path, model: str, previous: str) -> str:
     by_system: dict[str, dict[str, dict]] = {}
     for r in csv.DictReader(open(dest / "per_item.csv")):
         by_system.setdefault(r["system"], {})[r["id"]] = r
+    def value(system: str, i: str, m: str) -> float:
+        try:
+            return float(by_system[system][i][m])
+        except ValueError:  # an empty cell: the metric failed on this item
+            return float("nan")
+
     cells = []
     for m, label in (("pesq", "PESQ-WB"), ("stoi", "STOI")):
         ids = [i for i in by_system[model] if i in by_system[previous]]
-        a = [float(by_system[model][i][m]) for i in ids]
-        b = [float(by_system[previous][i][m]) for i in ids]
-        diff, lo, hi = bootstrap_diff(a, b, n=2000, seed=0)
-        cells.append(f"{label} {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-    return f"`{model}` minus the previous bundle (`{previous}`), paired over {len(ids)} items: " + ", ".join(cells) + "\n"
+        a = [value(model, i, m) for i in ids]
+        b = [value(previous, i, m) for i in ids]
+        diff, lo, hi = bootstrap_diff(a, b, n=2000, seed=0)  # non-finite pairs left out
+        n = sum(1 for x, y in zip(a, b) if x == x and y == y)
+        cells.append(f"{label} {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] (n = {n})")
+    return f"`{model}` minus the previous bundle (`{previous}`), paired over items: " + ", ".join(cells) + "\n"
 
 
 BAND_ORDER = ("<=0.4", "0.4-0.7", "0.7-1.0", ">1.0", "all")

@@ -281,8 +281,13 @@ def test_model_card_tables_from_evaluate_outputs(tmp_path):
     assert "minus `wpe`" not in text  # no rows against WPE in this file
     # the new bundle against the previous one (here: 'wpe' stands in for it), paired over the items
     line = card.previous_diff(tmp_path, "pretrained", "wpe")
-    assert line.startswith("`pretrained` minus the previous bundle (`wpe`), paired over 3 items: PESQ-WB +0.400 [")
-    assert "STOI +0.000 [+0.000, +0.000]" in line
+    assert line.startswith("`pretrained` minus the previous bundle (`wpe`), paired over items: PESQ-WB +0.400 [")
+    assert "STOI +0.000 [+0.000, +0.000] (n = 3)" in line
+    rows = (tmp_path / "per_item.csv").read_text().splitlines()
+    rows[1] = rows[1].replace(",1.5,", ",,")  # reverberant item 0: PESQ failed, an empty cell
+    (tmp_path / "per_item.csv").write_text("\n".join(rows) + "\n")
+    line = card.previous_diff(tmp_path, "pretrained", "reverberant")
+    assert "PESQ-WB +0.550 [" in line and "] (n = 2)" in line  # item 0 left out
 
 
 @pytest.mark.slow
