@@ -37,6 +37,7 @@ SPEECH = SHARED / "speech" / "librispeech-train-clean-100"
 MEASURED = SHARED / "rirs"
 CONFIG = REPO / "configs" / "recipe.yaml"
 ROOMS = REPO / "configs" / "measured_rooms.yaml"
+sys.path.insert(0, str(REPO / "benchmarks"))  # recipe.py beside it: the dev set and the paired table
 
 
 def test_rooms() -> str:
@@ -68,38 +69,45 @@ def evaluate(ckpts: list[str], dest: Path, cache: Path, baselines: str, source: 
 
 
 def dev_compare(args: argparse.Namespace) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import numpy as np
     from recipe import dev_sets, paired_table
 
-    from dereverb.evaluation.intervals import bootstrap_diff
     from dereverb.evaluation.systems import checkpoint_names
 
     ckpts = ["pretrained", args.dev_compare]
     names = checkpoint_names(ckpts, taken=("reverberant",))
-    pooled: dict[str, list[np.ndarray]] = {"pesq": [], "stoi": []}
+    pooled: dict[str, dict[str, dict]] = {}  # every dev set's rows, item ids prefixed by the set
     for set_name, source in dev_sets(args.measured_items, args.sim_items, noisy=True).items():
         dest = Path(args.out) / set_name.replace(" ", "_").replace(",", "")
         shown = evaluate(ckpts, dest, Path(args.out) / "cache", "reverberant", source)
-        by_system: dict[str, dict[str, dict]] = {}
-        for r in csv.DictReader(open(dest / "per_item.csv")):
-            by_system.setdefault(r["system"], {})[r["id"]] = r
+        by_system = per_item_rows(dest)
         table = paired_table(by_system, {"shipped": names[0], "candidate": names[1], "reverberant": "reverberant"}, "shipped")
         print(f"\n### {set_name}\n\n{shown}\n\n| system | PESQ-WB | Δ vs shipped [95 % CI] | STOI | Δ vs shipped [95 % CI] |\n|---|---|---|---|---|")
         for label, e in table.items():
             cells = [f"{e[m]['mean']:.3f} | " + ("–" if label == "shipped" else f"{e[m]['diff']:+.3f} [{e[m]['lo']:+.3f}, {e[m]['hi']:+.3f}]")
                      for m in ("pesq", "stoi")]
             print(f"| {label} | " + " | ".join(cells) + " |")
-        old, new = by_system[names[0]], by_system[names[1]]
-        for m in pooled:
-            pooled[m].append(np.array([[float(new[i][m]), float(old[i][m])] for i in old if i in new]))
+        for system in names:
+            pooled.setdefault(system, {}).update({f"{set_name}/{i}": r for i, r in by_system[system].items()})
     # The decision: every dev item of every set, paired, in one interval.
-    cells = []
-    for m, parts in pooled.items():
-        both = np.concatenate(parts)
-        diff, lo, hi = bootstrap_diff(both[:, 0], both[:, 1], n=2000, seed=0)
-        cells.append(f"{m.upper()} {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] (n = {len(both)})")
-    print("\nall dev items, candidate - shipped: " + "; ".join(cells))
+    print("\nall dev items, candidate - shipped: " + paired_line(pooled, names[1], names[0], "; "))
+
+
+def per_item_rows(dest: Path) -> dict[str, dict[str, dict]]:
+    """``dereverb.evaluate``'s per-item rows in ``dest``: ``{system: {item id: row}}``."""
+    by_system: dict[str, dict[str, dict]] = {}
+    for r in csv.DictReader(open(dest / "per_item.csv")):
+        by_system.setdefault(r["system"], {})[r["id"]] = r
+    return by_system
+
+
+def paired_line(by_system: dict[str, dict[str, dict]], model: str, reference: str, sep: str = ", ") -> str:
+    """``model`` minus ``reference``, PESQ-WB and STOI, paired (recipe.py's :func:`paired_table`:
+    items where either score is missing are left out), as ``PESQ-WB +d [lo, hi] (n = k)``."""
+    from recipe import paired_table
+
+    table = paired_table(by_system, {"model": model, "reference": reference}, "reference")["model"]
+    return sep.join(f"{label} {table[m]['diff']:+.3f} [{table[m]['lo']:+.3f}, {table[m]['hi']:+.3f}] (n = {table[m]['n']})"
+                    for m, label in (("pesq", "PESQ-WB"), ("stoi", "STOI")))
 
 
 def main() -> None:
@@ -142,26 +150,8 @@ def main() -> None:
 
 def previous_diff(dest: Path, model: str, previous: str) -> str:
     """One line: ``model`` minus ``previous`` over all items of ``dest``, PESQ-WB and STOI, paired."""
-    from dereverb.evaluation.intervals import bootstrap_diff
-
-    by_system: dict[str, dict[str, dict]] = {}
-    for r in csv.DictReader(open(dest / "per_item.csv")):
-        by_system.setdefault(r["system"], {})[r["id"]] = r
-    def value(system: str, i: str, m: str) -> float:
-        try:
-            return float(by_system[system][i][m])
-        except ValueError:  # an empty cell: the metric failed on this item
-            return float("nan")
-
-    cells = []
-    for m, label in (("pesq", "PESQ-WB"), ("stoi", "STOI")):
-        ids = [i for i in by_system[model] if i in by_system[previous]]
-        a = [value(model, i, m) for i in ids]
-        b = [value(previous, i, m) for i in ids]
-        diff, lo, hi = bootstrap_diff(a, b, n=2000, seed=0)  # non-finite pairs left out
-        n = sum(1 for x, y in zip(a, b) if x == x and y == y)
-        cells.append(f"{label} {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] (n = {n})")
-    return f"`{model}` minus the previous bundle (`{previous}`), paired over items: " + ", ".join(cells) + "\n"
+    return f"`{model}` minus the previous bundle (`{previous}`), paired over items: " + \
+        paired_line(per_item_rows(dest), model, previous) + "\n"
 
 
 BAND_ORDER = ("<=0.4", "0.4-0.7", "0.7-1.0", ">1.0", "all")
