@@ -38,6 +38,7 @@ MEASURED = SHARED / "rirs"
 CONFIG = REPO / "configs" / "recipe.yaml"
 ROOMS = REPO / "configs" / "measured_rooms.yaml"
 sys.path.insert(0, str(REPO / "benchmarks"))  # recipe.py beside it: the dev set and the paired table
+from recipe import dev_sets, paired_table, per_item_rows  # noqa: E402
 
 
 def test_rooms() -> str:
@@ -69,8 +70,6 @@ def evaluate(ckpts: list[str], dest: Path, cache: Path, baselines: str, source: 
 
 
 def dev_compare(args: argparse.Namespace) -> None:
-    from recipe import dev_sets, paired_table
-
     from dereverb.evaluation.systems import checkpoint_names
 
     ckpts = ["pretrained", args.dev_compare]
@@ -92,19 +91,9 @@ def dev_compare(args: argparse.Namespace) -> None:
     print("\nall dev items, candidate - shipped: " + paired_line(pooled, names[1], names[0], "; "))
 
 
-def per_item_rows(dest: Path) -> dict[str, dict[str, dict]]:
-    """``dereverb.evaluate``'s per-item rows in ``dest``: ``{system: {item id: row}}``."""
-    by_system: dict[str, dict[str, dict]] = {}
-    for r in csv.DictReader(open(dest / "per_item.csv")):
-        by_system.setdefault(r["system"], {})[r["id"]] = r
-    return by_system
-
-
 def paired_line(by_system: dict[str, dict[str, dict]], model: str, reference: str, sep: str = ", ") -> str:
     """``model`` minus ``reference``, PESQ-WB and STOI, paired (recipe.py's :func:`paired_table`:
     items where either score is missing are left out), as ``PESQ-WB +d [lo, hi] (n = k)``."""
-    from recipe import paired_table
-
     table = paired_table(by_system, {"model": model, "reference": reference}, "reference")["model"]
     return sep.join(f"{label} {table[m]['diff']:+.3f} [{table[m]['lo']:+.3f}, {table[m]['hi']:+.3f}] (n = {table[m]['n']})"
                     for m, label in (("pesq", "PESQ-WB"), ("stoi", "STOI")))

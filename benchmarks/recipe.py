@@ -254,10 +254,7 @@ def evaluate(args: argparse.Namespace) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] evaluate {set_name}: {' '.join(cmd[2:])}", flush=True)
         t0 = time.time()
         subprocess.run(cmd, check=True, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
-        rows = list(csv.DictReader(open(dest / "per_item.csv")))
-        by_system: dict[str, dict[str, dict[str, float]]] = {}
-        for r in rows:
-            by_system.setdefault(r["system"], {})[r["id"]] = r
+        by_system = per_item_rows(dest)
         names = checkpoint_names(ckpts, taken=("reverberant", "wpe"))
         system_of = {**dict(zip(done, names, strict=True)), "reverberant": "reverberant", "wpe": "wpe"}
         table = paired_table(by_system, system_of, reference="baseline")
@@ -286,6 +283,14 @@ def dev_sets(measured_items: int, sim_items: int, noisy: bool = False) -> dict[s
     if noisy:
         sets["dev measured, -40 dBFS, pink noise 20 dB SNR"] = [*measured, "--level-db", "-40", "--snr-db", "20"]
     return sets
+
+
+def per_item_rows(dest: Path) -> dict[str, dict[str, dict]]:
+    """``dereverb.evaluate``'s per-item rows in ``dest``: ``{system: {item id: row}}``."""
+    by_system: dict[str, dict[str, dict]] = {}
+    for r in csv.DictReader(open(dest / "per_item.csv")):
+        by_system.setdefault(r["system"], {})[r["id"]] = r
+    return by_system
 
 
 def paired_table(by_system: dict[str, dict[str, dict]], system_of: dict[str, str], reference: str) -> dict:
