@@ -34,8 +34,8 @@ from dereverb.inference.files import process_file
 from dereverb.models.dereverber import Dereverber
 from dereverb.signals import dsp
 from dereverb.signals.audio import AudioError, open_audio, read_audio, write_audio
+from dereverb.training.media import spectrogram_row
 
-DYNAMIC_RANGE_DB = 80.0
 #: (name, T60 s, synthetic utterance index) of the bundled examples.
 EXAMPLES = (("synthetic_t60_0.4s", 0.4, 0), ("synthetic_t60_0.7s", 0.7, 1), ("synthetic_t60_1.1s", 1.1, 2))
 
@@ -44,29 +44,14 @@ class DemoInputError(ValueError):
     """A file the page cannot take (none, unreadable, too long); the message says what to do."""
 
 
-def spectrogram_db(wave: np.ndarray, sample_rate: int) -> np.ndarray:
-    """``(C, L)`` -> dB magnitude ``(F, N)`` of the channels' mean (512-point STFT at 16 kHz, scaled with the rate)."""
+def spectrogram_figure(waves: dict[str, np.ndarray], sample_rate: int) -> Figure:
+    """Spectrograms of ``{title: (C, L)}`` (the channels' mean; 512-point STFT at 16 kHz, scaled
+    with the rate) in one row on one dB scale, as in TensorBoard's validation picture."""
     n_fft = 512 * max(1, round(sample_rate / 16000))
     cfg = dsp.StftConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=n_fft // 4)
-    mag = dsp.magnitude(dsp.stft(torch.from_numpy(wave.mean(axis=0))[None], cfg))[0]
-    return 20 * np.log10(mag.numpy() + 1e-8)
-
-
-def spectrogram_figure(waves: dict[str, np.ndarray], sample_rate: int) -> Figure:
-    """One row of spectrograms ``{title: (C, L)}`` on one shared dB scale (top: the loudest bin of any,
-    80 dB range) with one colour bar, time (s) and frequency (kHz) axes."""
-    specs = {title: spectrogram_db(w, sample_rate) for title, w in waves.items()}
-    top = max(float(s.max()) for s in specs.values())
-    fig = Figure(figsize=(11, 3.6), layout="constrained")
-    axes = fig.subplots(1, len(specs), sharey=True)
-    for ax, (title, s) in zip(np.atleast_1d(axes), specs.items(), strict=True):
-        seconds = next(iter(waves.values())).shape[-1] / sample_rate
-        im = ax.imshow(s, origin="lower", aspect="auto", cmap="magma", vmin=top - DYNAMIC_RANGE_DB, vmax=top,
-                       extent=(0, seconds, 0, sample_rate / 2000))
-        ax.set(title=title, xlabel="time (s)")
-    np.atleast_1d(axes)[0].set_ylabel("frequency (kHz)")
-    fig.colorbar(im, ax=axes, label="dB")
-    return fig
+    mags = {title: dsp.magnitude(dsp.stft(torch.from_numpy(w.mean(axis=0))[None], cfg))[0].numpy()
+            for title, w in waves.items()}
+    return spectrogram_row(mags, sample_rate=sample_rate, hop_length=cfg.hop_length)[0]
 
 
 def enhance_file(path: str | None, strength: float, *, model: Dereverber, max_seconds: float,
