@@ -51,7 +51,11 @@ _BOTH_CORPORA = f"[{SPEECH}, {MORE_SPEECH}]"
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("configs/recipe.yaml: round 1's recipe (U-Net base 16, batch 8 x 2 s, L1 on log magnitudes) in the "
                  "corrected world (pre-roll, noise, level-free input): LibriSpeech, simulated rooms T60 0.2-1.0 s", []),
-    "wide_rooms": ("baseline with simulated rooms up to T60 2.0 s", ["--data.room.t60_range", "[0.2, 2.0]"]),
+    "wide_rooms": ("baseline with simulated rooms up to T60 2.0 s (image order <= 40: every tail ends by ~1.2 s)",
+                   ["--data.room.t60_range", "[0.2, 2.0]"]),
+    "long_rooms": ("baseline with simulated rooms up to T60 2.0 s and their whole tails (hybrid ray tracing: image "
+                   "order 3 + rays, calibrated; RIRs up to ~4 s)",
+                   ["--data.room.t60_range", "[0.2, 2.0]", "--data.rir_use_rays", "true", "--data.rir_max_order", "null"]),
     "more_speech": ("baseline + speechocean762 (100 more speakers, 2 h)", ["--data.speech", _BOTH_CORPORA]),
     "compressed": ("baseline + L1 on compressed magnitudes |X|^0.3 of the level-normalised signal (weight 1)",
                    ["--model.compressed_weight", "1.0"]),
