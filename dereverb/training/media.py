@@ -55,9 +55,8 @@ def validation_figure(reverb: np.ndarray, output: np.ndarray, clean: np.ndarray,
                                 hop_length=hop_length, dynamic_range=dynamic_range, extra=int(net_input is not None))
     if net_input is not None:
         rgb = np.clip(np.moveaxis(np.asarray(net_input), 0, -1), 0.0, 1.0)
-        n_frames = reverb.shape[-1]
         axes[-1].imshow(rgb, origin="lower", aspect="auto", interpolation="nearest",
-                        extent=(0.0, n_frames * hop_length / sample_rate, 0.0, sample_rate / 2000))
+                        extent=axes[0].get_images()[0].get_extent())  # the spectrograms' time / kHz axes
         axes[-1].set_title(input_label)
     fig.suptitle(f"T60 {t60:.2f} s   PESQ-WB {pesq_gain:+.2f}   STOI {stoi_gain:+.3f}   (gain: output - input)")
     return fig
