@@ -8,12 +8,13 @@ cost: the bottleneck runs at ``1 / 2**depth`` of the resolution in each directio
 Everything else is :class:`~dereverb.models.unet.UNet`'s.
 
 Choose it with ``model.net.class_path: dereverb.models.dilated_unet.DilatedUNet``
-(``configs/dilated_unet.yaml``).
+(``configs/dilated_unet.yaml``). A trained U-Net of the same arguments can be grown into one
+(:meth:`DilatedUNet.grown_state`, what ``--init_weights`` does with a U-Net's weights).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -81,3 +82,24 @@ class DilatedUNet(UNet):
             ConvBlock(in_channels, out_channels, self.norm, self.activation),
             DilatedTimeStack(out_channels, self.dilations, self.norm, self.activation),
         )
+
+    def grown_state(self, unet_state: Mapping[str, torch.Tensor], scale: float = 0.01) -> dict[str, torch.Tensor]:
+        """This network's state dict made from a trained :class:`UNet`'s (the same arguments,
+        without ``dilations``): the U-Net's bottleneck becomes the ``ConvBlock`` before the stack,
+        and every residual layer starts near the identity, its norm's scale at ``scale`` and shift
+        at 0 (the convolution's weights and bias with ``norm="none"``), so training adds context
+        to the U-Net's function instead of starting over. Not exactly 0: the activation's gradient
+        at 0 is 0 for ReLU, which would leave the stack without gradient for good."""
+        state = {k.replace("bottleneck.", "bottleneck.0.", 1) if k.startswith("bottleneck.") else k: v
+                 for k, v in unet_state.items()}
+        for i, (conv, norm, _) in enumerate(self.bottleneck[1].layers):
+            layer = {f"0.{k}": v.clone() for k, v in conv.state_dict().items()}
+            layer |= {f"1.{k}": v.clone() for k, v in norm.state_dict().items()}
+            if getattr(norm, "weight", None) is not None:
+                layer["1.weight"].fill_(scale)
+                layer["1.bias"].zero_()
+            else:
+                layer["0.weight"].mul_(scale)
+                layer["0.bias"].zero_()
+            state |= {f"bottleneck.1.layers.{i}.{k}": v for k, v in layer.items()}
+        return state

@@ -18,6 +18,7 @@ from dereverb.data.datamodule import DereverbDataModule
 from dereverb.data.rooms import RirError
 from dereverb.data.speech import CorpusError
 from dereverb.models.checkpoints import read_checkpoint, read_model, resolve_checkpoint
+from dereverb.models.dilated_unet import DilatedUNet
 
 
 class ConfigError(ValueError):
@@ -90,20 +91,26 @@ def check_resume_checkpoint(ckpt_path: str, model: LightningModule) -> None:
 def load_init_weights(path_or_name: str, model: LightningModule) -> Path:
     """Fill ``model`` (a ``DereverbModule``) with the weights of a checkpoint, a model folder
     or ``pretrained`` (``--init_weights``): the optimizer, schedule and step count start fresh.
+    A U-Net's weights fill a configured ``DilatedUNet`` of the same arguments by growing it
+    (:meth:`DilatedUNet.grown_state`: the dilated stack starts near the identity).
 
     Raises :class:`ConfigError` naming the differing hyperparameters when the weights do not fit
     the configured model (another representation or network size)."""
     option = "--init_weights"
     p = resolve_checkpoint(path_or_name, option)
     stored = read_model(p, option)
-    own = model.model.state_dict()
-    detail = _misfit(own, stored.weights, model.hparams, stored.hparams, "there")
+    own, weights = model.model.state_dict(), stored.weights
+    net = model.model.net
+    if isinstance(net, DilatedUNet) and _flat(stored.hparams).get("net.class_path") == "dereverb.models.unet.UNet":
+        grown = net.grown_state({k.removeprefix("net."): v for k, v in weights.items() if k.startswith("net.")})
+        weights = {k: v for k, v in weights.items() if not k.startswith("net.")} | {f"net.{k}": v for k, v in grown.items()}
+    detail = _misfit(own, weights, model.hparams, stored.hparams, "there")
     if detail is not None:
         raise ConfigError(
             f"{p}: {option} weights do not fit this model ({detail}); "
             "configure the same representation and network as they were trained with"
         )
-    model.model.load_state_dict({k: v.to(own[k].dtype) for k, v in stored.weights.items()}, strict=True)
+    model.model.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()}, strict=True)
     return p
 
 

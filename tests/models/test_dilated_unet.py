@@ -88,3 +88,28 @@ def test_bad_dilations_raise(dilations: list) -> None:
 def test_unet_arguments_are_still_checked() -> None:
     with pytest.raises(ValueError, match="depth"):
         DilatedUNet(depth=0)
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "none"])
+def test_grown_from_a_unet_starts_near_its_function_and_the_stack_learns(norm: str) -> None:
+    """``grown_state``: the U-Net's weights fill everything but the stack, which starts near the
+    identity (output within 2 % of the U-Net's) yet gets gradient in every layer (ReLU's
+    gradient at exactly 0 is 0, so a zero-initialised stack would never move)."""
+    torch.manual_seed(1)
+    unet = UNet(1, 1, 4, 2, norm=norm)
+    for p in unet.parameters():  # a "trained" U-Net: not the default initialisation
+        p.data.add_(0.05 * torch.randn_like(p))
+    unet.eval()
+    dilated = tiny(norm=norm)
+    dilated.load_state_dict(dilated.grown_state(unet.state_dict()), strict=True)
+    dilated.eval()
+    x = torch.randn(2, 1, 33, 64)
+    with torch.no_grad():
+        want, got = unet(x), dilated(x)
+    assert 0 < (got - want).abs().max() <= 0.02 * want.abs().max()
+    for k, v in unet.state_dict().items():
+        assert torch.equal(dilated.state_dict()[k.replace("bottleneck.", "bottleneck.0.", 1)], v), k
+    dilated.train()
+    dilated(x).square().mean().backward()
+    for layer in dilated.bottleneck[1].layers:
+        assert layer[0].weight.grad.abs().max() > 0

@@ -357,6 +357,13 @@ def test_init_weights_starts_a_new_run_from_a_checkpoints_or_bundles_weights(tmp
         run([*tiny_args(tmp_path, cache), "--init_weights", str(ckpt), "--model.net.init_args.base_channels", "8"])
     with pytest.raises(ConfigError, match="not both"):
         run([*tiny_args(tmp_path, cache), "--init_weights", str(ckpt), "--ckpt_path", str(ckpt)])
+    # a U-Net's weights grow a DilatedUNet of the same arguments (its stack starts near the identity)
+    torch.manual_seed(0)
+    m = DereverbModule(net={"class_path": "dereverb.models.dilated_unet.DilatedUNet", "init_args": {"base_channels": 4, "depth": 2}})
+    load_init_weights(str(ckpt), m)
+    own = m.state_dict()
+    assert all(torch.equal(own[k.replace("net.bottleneck.", "net.bottleneck.0.")], v) for k, v in source.items())
+    assert torch.all(own["model.net.bottleneck.1.layers.0.1.weight"] == 0.01)
 
 
 def test_training_without_a_logger(tmp_path, cache):
