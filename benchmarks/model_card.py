@@ -38,7 +38,7 @@ MEASURED = SHARED / "rirs"
 CONFIG = REPO / "configs" / "recipe.yaml"
 ROOMS = REPO / "configs" / "measured_rooms.yaml"
 sys.path.insert(0, str(REPO / "benchmarks"))  # recipe.py beside it: the dev set and the paired table
-from recipe import dev_sets, paired_table, per_item_rows  # noqa: E402
+from recipe import dev_sets, paired_table, per_item_rows, score  # noqa: E402
 
 
 def test_rooms() -> str:
@@ -158,14 +158,14 @@ def card_tables(dest: Path, model: str | None = None) -> str:
     systems = list(dict.fromkeys(r["system"] for r in per_item))
     model = model or next(s for s in systems if s not in ("reverberant", "wpe") and not s.startswith("oracle"))
     means: dict[str, dict[str, list[float]]] = {}
+    by_band: dict[tuple[str, str], dict[str, list[float]]] = {}  # PESQ-WB / STOI per T60 band
     for r in per_item:
         for m, *_ in CARD_METRICS:
-            try:
-                v = float(r[m])
-            except (KeyError, ValueError):
-                continue
+            v = score(r, m)
             if v == v:
                 means.setdefault(r["system"], {}).setdefault(m, []).append(v)
+                if m in ("pesq", "stoi"):
+                    by_band.setdefault((r["system"], r["band"]), {}).setdefault(m, []).append(v)
     out = ["| system | n | " + " | ".join(label for _, label, _, _ in CARD_METRICS) + " |",
            "|---|---:|" + "---:|" * len(CARD_METRICS)]
     for s in systems:
@@ -173,16 +173,6 @@ def card_tables(dest: Path, model: str | None = None) -> str:
         n = max((len(v) for v in vals.values()), default=0)
         cells = [fmt.format(sum(vals[m]) / len(vals[m])) if vals.get(m) else "–" for m, _, fmt, _ in CARD_METRICS]
         out.append(f"| {s} | {n} | " + " | ".join(cells) + " |")
-    # PESQ-WB / STOI means of every system per T60 band (bands with items)
-    by_band: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for r in per_item:
-        for m in ("pesq", "stoi"):
-            try:
-                v = float(r[m])
-            except ValueError:
-                continue
-            if v == v:
-                by_band.setdefault((r["system"], r["band"]), {}).setdefault(m, []).append(v)
     bands = [b for b in BAND_ORDER[:-1] if any(k[1] == b for k in by_band)]
     if bands:
         counts = {b: len(by_band.get((systems[0], b), {}).get("pesq", [])) for b in bands}

@@ -312,20 +312,21 @@ def paired_table(by_system: dict[str, dict[str, dict]], system_of: dict[str, str
         rows = by_system[system]
         entry = {}
         for metric in METRICS:
-            ids = [i for i in base if i in rows and _finite(rows[i][metric]) and _finite(base[i][metric])]
-            a = np.array([float(rows[i][metric]) for i in ids])
-            b = np.array([float(base[i][metric]) for i in ids])
+            ids = [i for i in base if i in rows and np.isfinite(score(rows[i], metric)) and np.isfinite(score(base[i], metric))]
+            a = np.array([score(rows[i], metric) for i in ids])
+            b = np.array([score(base[i], metric) for i in ids])
             diff, lo, hi = bootstrap_diff(a, b, n=2000, seed=0)
             entry[metric] = {"mean": float(a.mean()), "diff": diff, "lo": lo, "hi": hi, "n": len(ids)}
         table[label] = entry
     return table
 
 
-def _finite(v: str) -> bool:
+def score(row: dict, metric: str) -> float:
+    """One score of a per-item row as a float; NaN when absent, blank or not a number."""
     try:
-        return bool(np.isfinite(float(v)))
-    except ValueError:
-        return False
+        return float(row[metric])
+    except (KeyError, ValueError):
+        return float("nan")
 
 
 def markdown(results: dict) -> str:
