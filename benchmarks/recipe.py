@@ -312,11 +312,13 @@ def paired_table(by_system: dict[str, dict[str, dict]], system_of: dict[str, str
         rows = by_system[system]
         entry = {}
         for metric in METRICS:
-            ids = [i for i in base if i in rows and np.isfinite(score(rows[i], metric)) and np.isfinite(score(base[i], metric))]
+            ids = [i for i in base if i in rows]
             a = np.array([score(rows[i], metric) for i in ids])
             b = np.array([score(base[i], metric) for i in ids])
+            both = np.isfinite(a) & np.isfinite(b)
+            a, b = a[both], b[both]
             diff, lo, hi = bootstrap_diff(a, b, n=2000, seed=0)
-            entry[metric] = {"mean": float(a.mean()), "diff": diff, "lo": lo, "hi": hi, "n": len(ids)}
+            entry[metric] = {"mean": float(a.mean()), "diff": diff, "lo": lo, "hi": hi, "n": len(a)}
         table[label] = entry
     return table
 

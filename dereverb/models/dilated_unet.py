@@ -92,14 +92,13 @@ class DilatedUNet(UNet):
         at 0 is 0 for ReLU, which would leave the stack without gradient for good."""
         state = {k.replace("bottleneck.", "bottleneck.0.", 1) if k.startswith("bottleneck.") else k: v
                  for k, v in unet_state.items()}
-        for i, (conv, norm, _) in enumerate(self.bottleneck[1].layers):
-            layer = {f"0.{k}": v.clone() for k, v in conv.state_dict().items()}
-            layer |= {f"1.{k}": v.clone() for k, v in norm.state_dict().items()}
-            if getattr(norm, "weight", None) is not None:
-                layer["1.weight"].fill_(scale)
-                layer["1.bias"].zero_()
-            else:
-                layer["0.weight"].mul_(scale)
-                layer["0.bias"].zero_()
-            state |= {f"bottleneck.1.layers.{i}.{k}": v for k, v in layer.items()}
+        for i, layer in enumerate(self.bottleneck[1].layers):  # (conv, norm, activation)
+            own = {k: v.clone() for k, v in layer.state_dict().items()}
+            if "1.weight" in own:  # the norm's scale and shift
+                own["1.weight"].fill_(scale)
+                own["1.bias"].zero_()
+            else:  # norm="none": the convolution's weights and bias
+                own["0.weight"].mul_(scale)
+                own["0.bias"].zero_()
+            state |= {f"bottleneck.1.layers.{i}.{k}": v for k, v in own.items()}
         return state
