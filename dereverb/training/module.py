@@ -121,46 +121,25 @@ class DereverbModule(L.LightningModule):
     def stft_cfg(self) -> dsp.StftConfig:
         return self.model.stft_cfg
 
-    def analyse(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, L)`` -> complex spectrum ``(B, F+1, N)`` and magnitude ``(B, F, N)``."""
-        return self.model.analyse(wave)
-
     def forward(self, mag: torch.Tensor, spec: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """Reverberant magnitude ``(B, F, N)`` (and complex spectrum ``(B, F+1, N)``, which a filter
         model needs) -> network output in the target domain ``(B, C_out, F, N)`` and the input's ctx."""
         return self.model(mag, spec=spec)
-
-    def target_of(self, clean_mag: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
-        """The clean target in the output domain ``(B, C_out, F, N)``, encoded with the input's ctx."""
-        return self.model.target_of(clean_mag, ctx)
-
-    def decode(self, y: torch.Tensor, ctx: dict[str, Any]) -> torch.Tensor:
-        """Network output ``(B, C_out, F, N)`` -> magnitude ``(B, F, N)``."""
-        return self.model.decode(y, ctx)
-
-    def enhance(
-        self,
-        reverb: torch.Tensor,
-        phase: dsp.PhaseMethod | None = None,
-        n_iter: int | None = None,
-    ) -> torch.Tensor:
-        """Dereverberate waveforms ``(B, L)`` at the model's sample rate -> ``(B, L)``."""
-        return self.model.enhance(reverb, phase=phase, n_iter=n_iter)
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         fn = F.l1_loss if self.hparams.loss == "l1" else F.mse_loss
         return fn(pred.float(), target.float())
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
-        spec, mag = self.analyse(batch["reverb"])
-        _, clean_mag = self.analyse(batch["clean"])
+        spec, mag = self.model.analyse(batch["reverb"])
+        _, clean_mag = self.model.analyse(batch["clean"])
         y, ctx = self(mag, spec)
-        target = self.target_of(clean_mag, ctx)
+        target = self.model.target_of(clean_mag, ctx)
         loss = self._loss(y, target)
         weight = float(self.hparams.get("compressed_weight", 0.0))
         if weight > 0:  # in the level-normalised domain, like the main term
             gain = ctx.get("level_gain", 1.0)
-            loss = loss + weight * compressed_l1(self.decode(y, ctx) * gain, clean_mag * gain)
+            loss = loss + weight * compressed_l1(self.model.decode(y, ctx) * gain, clean_mag * gain)
         return loss, {"spec": spec, "mag": mag, "clean_mag": clean_mag, "y": y, "ctx": ctx}
 
     # ------------------------------------------------------------------ Lightning hooks
@@ -268,7 +247,7 @@ class DereverbModule(L.LightningModule):
         step, sr = self.global_step, self.hparams.sample_rate
         with torch.no_grad():
             x_in, _ = self.input_repr.encode(out["mag"][:n].float())
-            est_mag = self.decode(out["y"][:n], {k: _head(v, n) for k, v in out["ctx"].items()})
+            est_mag = self.model.decode(out["y"][:n], {k: _head(v, n) for k, v in out["ctx"].items()})
         gains = self._score(batch["clean"][:n], est[:n])
         before = self._input_scores.get(0) or self._score(batch["clean"][:n], batch["reverb"][:n])
         t60 = batch.get("t60", torch.full((n,), float("nan")))

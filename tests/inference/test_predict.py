@@ -165,11 +165,11 @@ def test_lean_path_matches_the_lightning_module_within_1e_5(ckpt: Path, model: D
     lit = DereverbModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
     x = torch.from_numpy(_noise((2, 8000), seed=3))
     with torch.no_grad():
-        y_lit, ctx = lit(lit.analyse(x)[1])
+        y_lit, ctx = lit(lit.model.analyse(x)[1])
         y_lean, _ = model(model.analyse(x)[1])
         torch.testing.assert_close(y_lean, y_lit, atol=1e-5, rtol=0)
-        torch.testing.assert_close(model.decode(y_lean, ctx), lit.decode(y_lit, ctx), atol=1e-5, rtol=0)
-    w_lit = lit.enhance(x, phase="griffinlim-warm", n_iter=4)
+        torch.testing.assert_close(model.decode(y_lean, ctx), lit.model.decode(y_lit, ctx), atol=1e-5, rtol=0)
+    w_lit = lit.model.enhance(x, phase="griffinlim-warm", n_iter=4)
     w_lean = model.enhance(x, phase="griffinlim-warm", n_iter=4)
     assert float((w_lit - w_lean).abs().max()) <= 1e-5
 

@@ -35,7 +35,7 @@ def test_channels_and_enhance_shapes(rep, kw, target, cin, cout):
     m = tiny(representation=rep, representation_kwargs=kw, target=target).eval()
     assert m.net.in_channels == cin and m.net.out_channels == cout
     x = torch.randn(2, 4000) * 0.1
-    y = m.enhance(x, phase="reverberant")
+    y = m.model.enhance(x, phase="reverberant")
     assert y.shape == x.shape and torch.isfinite(y).all()
 
 
@@ -46,7 +46,7 @@ def test_residual_model_starts_near_identity():
     torch.nn.init.zeros_(last.weight)
     torch.nn.init.zeros_(last.bias)
     x = torch.randn(1, 8000) * 0.1
-    y = m.enhance(x, phase="reverberant")
+    y = m.model.enhance(x, phase="reverberant")
     assert (y - x).abs().max() < 1e-3
 
 
@@ -112,7 +112,7 @@ def test_bf16_autocast_training_step_on_cpu():
 def test_enhance_accepts_inputs_shorter_than_one_frame():
     m = tiny().eval()
     x = torch.randn(1, 160) * 0.1  # 10 ms
-    assert m.enhance(x, phase="reverberant").shape == (1, 160)
+    assert m.model.enhance(x, phase="reverberant").shape == (1, 160)
 
 
 # ---------------------------------------------------------------------------- the network
@@ -127,7 +127,7 @@ def test_net_is_chosen_by_class_path_and_stored_plain():
                       "input_expansion": None, "dilations": [1, 2, 4, 8]},
     }
     x = torch.randn(1, 4000) * 0.1
-    assert m.enhance(x, phase="reverberant").shape == x.shape
+    assert m.model.enhance(x, phase="reverberant").shape == x.shape
 
 
 def test_default_net_is_the_default_unet():
@@ -201,7 +201,7 @@ def test_compressed_magnitude_term_adds_its_weighted_l1_and_backpropagates():
     loss0, out = plain._step(batch)
     loss2, _ = weighted._step(batch)
     gain = out["ctx"]["level_gain"]  # the term compares level-normalised magnitudes, like the main loss
-    term = compressed_l1(plain.decode(out["y"], out["ctx"]) * gain, out["clean_mag"] * gain)
+    term = compressed_l1(plain.model.decode(out["y"], out["ctx"]) * gain, out["clean_mag"] * gain)
     assert term > 0
     torch.testing.assert_close(loss2, loss0 + 2.0 * term, rtol=1e-5, atol=1e-6)
     loss2.backward()

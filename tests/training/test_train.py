@@ -194,10 +194,11 @@ def _fp16_plugin(init_scale: float = 2.0**16) -> str:
 def test_16_mixed_with_grad_scaler_end_to_end(tmp_path, cache, monkeypatch):
     """float16 autocast + GradScaler through training and validation: the U-Net computes in
     float16, the STFT and the inverse path stay float32, losses and metrics are finite."""
+    from dereverb.models.dereverber import Dereverber
     from dereverb.models.unet import UNet
 
     seen: dict[str, set] = {"unet": set(), "analyse": set()}
-    unet_forward, analyse = UNet.forward, DereverbModule.analyse
+    unet_forward, analyse = UNet.forward, Dereverber.analyse
 
     def spy_unet(self, x):
         y = unet_forward(self, x)
@@ -210,7 +211,7 @@ def test_16_mixed_with_grad_scaler_end_to_end(tmp_path, cache, monkeypatch):
         return spec, mag
 
     monkeypatch.setattr(UNet, "forward", spy_unet)
-    monkeypatch.setattr(DereverbModule, "analyse", spy_analyse)
+    monkeypatch.setattr(Dereverber, "analyse", spy_analyse)
     cli = run(["--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny_args(tmp_path, cache),
                "--trainer.fast_dev_run", "2", "--trainer.precision", "null",
                "--trainer.plugins", _fp16_plugin()])
