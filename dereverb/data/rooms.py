@@ -41,6 +41,7 @@ class RoomSpec:
     source: Vec3
     mic: Vec3
     seed: int = 0
+    hf_absorption: float = 1.0  # wall absorption at 8 kHz / at <= 1 kHz (:func:`wall_material`)
 
     @property
     def distance(self) -> float:
@@ -57,8 +58,9 @@ def _vec3(v: Sequence[float]) -> Vec3:
 class RoomSampler:
     """Distribution of shoebox rooms and placements, uniform within each range: T60 (s), room
     dimensions (m, per axis), source-mic distance and heights (m), ``wall_clearance`` (m) from
-    the walls. A placement that does not fit its room is redrawn (long distances favour larger
-    rooms)."""
+    the walls, ``hf_absorption_range``: how many times more the walls absorb at 8 kHz than at
+    1 kHz and below (1: frequency-flat walls; real rooms decay faster at high frequencies). A
+    placement that does not fit its room is redrawn (long distances favour larger rooms)."""
 
     t60_range: tuple[float, float] = (0.2, 1.0)
     room_dims_min: Vec3 = (4.0, 3.5, 2.5)
@@ -67,6 +69,7 @@ class RoomSampler:
     wall_clearance: float = 0.5
     mic_height_range: tuple[float, float] = (1.0, 1.6)
     source_height_range: tuple[float, float] = (1.2, 1.8)
+    hf_absorption_range: tuple[float, float] = (1.0, 1.0)
     max_tries: int = 1000
 
     def __post_init__(self) -> None:
@@ -76,7 +79,7 @@ class RoomSampler:
             if isinstance(v, (list, tuple)):
                 object.__setattr__(self, f.name, tuple(float(x) for x in v))
         object.__setattr__(self, "wall_clearance", float(self.wall_clearance))
-        for name in ("t60_range", "distance_range", "mic_height_range", "source_height_range"):
+        for name in ("t60_range", "distance_range", "mic_height_range", "source_height_range", "hf_absorption_range"):
             r = getattr(self, name)
             if len(r) != 2 or not 0 < r[0] <= r[1]:
                 raise RirError(f"RoomSampler.{name}={tuple(r)!r}: need (min, max) with 0.0 < min <= max")
@@ -125,7 +128,9 @@ class RoomSampler:
             src = mic + np.array([math.sqrt(horiz2) * math.cos(az), math.sqrt(horiz2) * math.sin(az), 0])
             src[2] = z
             if c <= src[0] <= dims[0] - c and c <= src[1] <= dims[1] - c:
-                return RoomSpec(_vec3(dims), t60, _vec3(src), _vec3(mic), seed)
+                lo, hi = self.hf_absorption_range  # drawn last and only when it varies: flat rooms stay as they were
+                hf = float(rng.uniform(lo, hi)) if hi > lo else lo
+                return RoomSpec(_vec3(dims), t60, _vec3(src), _vec3(mic), seed, hf)
         raise RirError(
             f"RoomSampler: no placement with distance in {self.distance_range} m fits rooms "
             f"{self.room_dims_min}..{self.room_dims_max} m with wall_clearance {self.wall_clearance} m "
@@ -180,11 +185,23 @@ def simulate_rir(
     return rir
 
 
+def wall_material(absorption: float, hf_absorption: float = 1.0):
+    """The walls' ``pra.Material``: energy ``absorption`` at 1 kHz and below, rising geometrically
+    per octave to ``hf_absorption`` times it at 8 kHz (capped at 0.99); 1: one broadband coefficient."""
+    import pyroomacoustics as pra
+
+    if hf_absorption == 1.0:
+        return pra.Material(absorption)
+    octaves = np.log2(np.array([125, 250, 500, 1000, 2000, 4000, 8000]) / 1000).clip(0) / 3
+    coeffs = np.minimum(absorption * hf_absorption**octaves, 0.99)
+    return pra.Material({"coeffs": coeffs.tolist(), "center_freqs": [125, 250, 500, 1000, 2000, 4000, 8000]})
+
+
 def _shoebox_rir(spec: RoomSpec, absorption: float, order: int, sr: int, rays: bool, air: bool) -> np.ndarray:
     import pyroomacoustics as pra
 
-    room = pra.ShoeBox(list(spec.dims), fs=sr, materials=pra.Material(absorption), max_order=order,
-                       air_absorption=air, ray_tracing=rays)  # fmt: skip
+    room = pra.ShoeBox(list(spec.dims), fs=sr, materials=wall_material(absorption, spec.hf_absorption),
+                       max_order=order, air_absorption=air, ray_tracing=rays)  # fmt: skip
     if rays:
         room.set_ray_tracing()
         pra.random.seed(numpy=spec.seed, libroom=spec.seed)

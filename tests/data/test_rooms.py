@@ -143,6 +143,31 @@ def test_calibration_brings_an_elongated_room_to_the_requested_t60():
         simulate_rir(spec, calibrate=-1)
 
 
+def test_high_frequency_absorption_shortens_the_treble_decay_only():
+    import dataclasses
+
+    from scipy.signal import butter, sosfilt
+
+    def band_t60(rir, lo, hi):
+        return estimate_t60(sosfilt(butter(4, [lo, hi], btype="band", fs=SR, output="sos"), rir), SR)
+
+    spec = RoomSpec(SMALL_ROOM.dims, 0.8, SMALL_ROOM.source, SMALL_ROOM.mic, 0)
+    flat, treble = simulate_rir(spec), simulate_rir(dataclasses.replace(spec, hf_absorption=3.0))
+    # observed: 4-6 kHz band 0.86 -> 0.37 s; 350-700 Hz band 0.86 -> 0.86 s
+    assert band_t60(treble, 4000, 6000) < 0.75 * band_t60(flat, 4000, 6000)
+    assert band_t60(treble, 350, 700) == pytest.approx(band_t60(flat, 350, 700), rel=0.1)
+    assert abs(direct_path_index(treble) - direct_path_index(flat)) <= 1
+
+
+def test_sampler_draws_the_high_frequency_absorption_and_leaves_flat_rooms_as_they_were():
+    flat = RoomSampler().sample(np.random.default_rng(3))
+    tilted = RoomSampler(hf_absorption_range=(1.5, 3.0)).sample(np.random.default_rng(3))
+    assert flat.hf_absorption == 1.0 and 1.5 <= tilted.hf_absorption <= 3.0
+    assert (tilted.dims, tilted.source, tilted.mic, tilted.t60) == (flat.dims, flat.source, flat.mic, flat.t60)
+    with pytest.raises(RirError, match="hf_absorption_range"):
+        RoomSampler(hf_absorption_range=(2.0, 1.0))
+
+
 # --------------------------------------------------------------------------- measures
 
 
