@@ -104,23 +104,7 @@ class DereverbModule(L.LightningModule):
         self.skipped_steps = 0
 
     # ------------------------------------------------------------------ core path
-    # The spectral path lives in ``self.model`` (:class:`Dereverber`); these delegate to it.
-    @property
-    def net(self) -> torch.nn.Module:
-        return self.model.net
-
-    @property
-    def input_repr(self):
-        return self.model.input_repr
-
-    @property
-    def target_repr(self):
-        return self.model.target_repr
-
-    @property
-    def stft_cfg(self) -> dsp.StftConfig:
-        return self.model.stft_cfg
-
+    # The spectral path lives in ``self.model`` (:class:`Dereverber`: net, representations, STFT).
     def forward(self, mag: torch.Tensor, spec: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """Reverberant magnitude ``(B, F, N)`` (and complex spectrum ``(B, F+1, N)``, which a filter
         model needs) -> network output in the target domain ``(B, C_out, F, N)`` and the input's ctx."""
@@ -246,7 +230,7 @@ class DereverbModule(L.LightningModule):
         n = min(self.hparams.n_media_examples, batch["reverb"].shape[0])
         step, sr = self.global_step, self.hparams.sample_rate
         with torch.no_grad():
-            x_in, _ = self.input_repr.encode(out["mag"][:n].float())
+            x_in, _ = self.model.input_repr.encode(out["mag"][:n].float())
             est_mag = self.model.decode(out["y"][:n], {k: _head(v, n) for k, v in out["ctx"].items()})
         gains = self._score(batch["clean"][:n], est[:n])
         before = self._input_scores.get(0) or self._score(batch["clean"][:n], batch["reverb"][:n])
@@ -255,7 +239,7 @@ class DereverbModule(L.LightningModule):
         for i in range(n):
             fig = validation_figure(
                 *(m[i].detach().float().cpu().numpy() for m in (out["mag"], est_mag, out["clean_mag"])),
-                sample_rate=sr, hop_length=self.stft_cfg.hop_length, t60=float(t60[i]),
+                sample_rate=sr, hop_length=self.model.stft_cfg.hop_length, t60=float(t60[i]),
                 pesq_gain=float(gains["pesq"][i] - before["pesq"][i]),
                 stoi_gain=float(gains["stoi"][i] - before["stoi"][i]),
                 net_input=x_in[i].detach().float().cpu().numpy() if rgb else None,

@@ -33,7 +33,7 @@ def tiny(**kw):
 )
 def test_channels_and_enhance_shapes(rep, kw, target, cin, cout):
     m = tiny(representation=rep, representation_kwargs=kw, target=target).eval()
-    assert m.net.in_channels == cin and m.net.out_channels == cout
+    assert m.model.net.in_channels == cin and m.model.net.out_channels == cout
     x = torch.randn(2, 4000) * 0.1
     y = m.model.enhance(x, phase="reverberant")
     assert y.shape == x.shape and torch.isfinite(y).all()
@@ -42,7 +42,7 @@ def test_channels_and_enhance_shapes(rep, kw, target, cin, cout):
 def test_residual_model_starts_near_identity():
     """With the last layer zeroed, the residual model returns its input's magnitude."""
     m = tiny(representation="log_magnitude").eval()
-    last = [mod for mod in m.net.modules() if isinstance(mod, torch.nn.Conv2d)][-1]
+    last = [mod for mod in m.model.net.modules() if isinstance(mod, torch.nn.Conv2d)][-1]
     torch.nn.init.zeros_(last.weight)
     torch.nn.init.zeros_(last.bias)
     x = torch.randn(1, 8000) * 0.1
@@ -74,7 +74,7 @@ def test_nonfinite_loss_skips_the_step_and_counts_it():
 
 def test_nonfinite_gradient_skips_the_step():
     m = tiny()
-    first = next(m.net.parameters())
+    first = next(m.model.net.parameters())
     first.register_hook(lambda g: g * float("inf"))
     trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0)
@@ -85,7 +85,7 @@ def test_nonfinite_gradient_skips_the_step():
 
 def test_finite_steps_update_weights():
     m = tiny()
-    first = next(m.net.parameters())
+    first = next(m.model.net.parameters())
     w0 = first.detach().clone()
     trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0)
@@ -119,7 +119,7 @@ def test_enhance_accepts_inputs_shorter_than_one_frame():
 def test_net_is_chosen_by_class_path_and_stored_plain():
     dilated = {"class_path": "dereverb.models.dilated_unet.DilatedUNet", "init_args": {"base_channels": 4, "depth": 2}}
     m = tiny(representation="colormap", representation_kwargs={"cmap": "turbo"}, target="same", net=dilated).eval()
-    assert isinstance(m.net, DilatedUNet) and (m.net.in_channels, m.net.out_channels) == (3, 3)
+    assert isinstance(m.model.net, DilatedUNet) and (m.model.net.in_channels, m.model.net.out_channels) == (3, 3)
     assert m.model.pooling_frames == 4  # the network's downsampling factor
     assert m.hparams.net == {
         "class_path": "dereverb.models.dilated_unet.DilatedUNet",
@@ -132,7 +132,7 @@ def test_net_is_chosen_by_class_path_and_stored_plain():
 
 def test_default_net_is_the_default_unet():
     m = DereverbModule(val_metric_batches=0)
-    assert type(m.net) is UNet and (m.net.base_channels, m.net.depth) == (32, 4)
+    assert type(m.model.net) is UNet and (m.model.net.base_channels, m.model.net.depth) == (32, 4)
     assert m.hparams.net["class_path"] == "dereverb.models.unet.UNet"
 
 
@@ -221,7 +221,7 @@ def test_compile_callback_compiles_the_network_in_place_keeping_state_dict_keys(
     m = tiny()
     keys = list(m.state_dict())
     CompileNetwork(enabled=False).setup(None, m, "fit")
-    assert getattr(m.net, "_compiled_call_impl", None) is None
+    assert getattr(m.model.net, "_compiled_call_impl", None) is None
     CompileNetwork(enabled=True).setup(None, m, "fit")
-    assert m.net._compiled_call_impl is not None
+    assert m.model.net._compiled_call_impl is not None
     assert list(m.state_dict()) == keys  # checkpoints load without torch.compile

@@ -59,7 +59,7 @@ def test_composed_configs_and_dotted_overrides(tmp_path, cache):
     m = cli.model
     assert m.hparams.representation == "colormap" and m.hparams.representation_kwargs["cmap"] == "turbo"
     assert m.hparams.net["init_args"]["base_channels"] == 4  # later --model.* beats the configs
-    assert m.net.in_channels == 3 and m.net.out_channels == 3  # RGB in, RGB out
+    assert m.model.net.in_channels == 3 and m.model.net.out_channels == 3  # RGB in, RGB out
 
 
 def test_print_config(tmp_path, cache, capsys):
