@@ -59,7 +59,7 @@ class RoomSampler:
     """Distribution of shoebox rooms and placements, uniform within each range: T60 (s), room
     dimensions (m, per axis), source-mic distance and heights (m), ``wall_clearance`` (m) from
     the walls, ``hf_absorption_range``: how many times more the walls absorb at 8 kHz than at
-    1 kHz and below (1: frequency-flat walls; real rooms decay faster at high frequencies). A
+    1 kHz and below (1: frequency-flat walls; more: soft furnishings, docs/rir.md). A
     placement that does not fit its room is redrawn (long distances favour larger rooms)."""
 
     t60_range: tuple[float, float] = (0.2, 1.0)
