@@ -72,7 +72,7 @@ def test_print_config(tmp_path, cache, capsys):
 
 def test_sample_rate_is_linked_from_data_to_model(tmp_path, cache):
     cli = run([*tiny_args(tmp_path, cache), "--data.sample_rate", "8000", "--trainer.fast_dev_run", "1"])
-    assert cli.model.hparams.sample_rate == 8000 and cli.model.stft_cfg.sample_rate == 8000
+    assert cli.model.hparams.sample_rate == 8000 and cli.model.model.stft_cfg.sample_rate == 8000
 
 
 def test_unknown_key_is_one_clear_error(tmp_path, capsys):
@@ -315,7 +315,7 @@ def test_dilated_unet_trains_predicts_and_chunks_like_the_unet(tmp_path, cache):
     (±~80 frames, 0.64 s, at depth 2: 0.75 s here; at the U-Net test's 0.25 s it is ~2e-5)."""
     cli = run(["--config", str(ROOT / "configs" / "dilated_unet.yaml"), *tiny_args(tmp_path, cache),
                "--trainer.fast_dev_run", "2"])
-    assert type(cli.model.net).__name__ == "DilatedUNet" and cli.model.net.depth == 2
+    assert type(cli.model.model.net).__name__ == "DilatedUNet" and cli.model.model.net.depth == 2
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
     ckpt = tmp_path / "dilated.ckpt"
     cli.trainer.save_checkpoint(ckpt)
