@@ -72,6 +72,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                   "--model.net.init_args.depth", "4", "--model.net.init_args.dilations", "[1, 2, 4, 8]",
                   "--data.room.hf_absorption_range", "[1.0, 3.0]", "--data.rir_air_absorption", "true",
                   "--data.speech", _BOTH_CORPORA]),
+    "noisier": ("baseline with background noise on 9 of 10 items at 0-30 dB SNR (as the bundle's run 7) instead of "
+                "3 of 4 at 5-40 dB", ["--data.noise_prob", "0.9", "--data.noise_snr_db_range", "[0.0, 30.0]"]),
     "filter": ("baseline with a 4-frame complex multi-frame filter as the output (model.filter_taps 4) instead of the "
                "magnitude; the network also sees the compressed complex spectrum",
                ["--model.filter_taps", "4"]),
