@@ -48,6 +48,9 @@ METRICS = ("pesq", "stoi", "si_sdr")
 #: variant trains in the corrected world (preroll, background noise, level-normalised input) from
 #: scratch; round 1's table (configs/librispeech.yaml variants) is kept in docs/recipe.md.
 _BOTH_CORPORA = f"[{SPEECH}, {MORE_SPEECH}]"
+_DILATED = ["--model.net", "dereverb.models.dilated_unet.DilatedUNet", "--model.net.init_args.base_channels", "16",
+            "--model.net.init_args.depth", "4", "--model.net.init_args.dilations", "[1, 2, 4, 8]"]
+_TREBLE = ["--data.room.hf_absorption_range", "[1.0, 3.0]", "--data.rir_air_absorption", "true"]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("configs/recipe.yaml: round 1's recipe (U-Net base 16, batch 8 x 2 s, L1 on log magnitudes) in the "
                  "corrected world (pre-roll, noise, level-free input): LibriSpeech, simulated rooms T60 0.2-1.0 s", []),
@@ -59,19 +62,13 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "more_speech": ("baseline + speechocean762 (100 more speakers, 2 h)", ["--data.speech", _BOTH_CORPORA]),
     "compressed": ("baseline + L1 on compressed magnitudes |X|^0.3 of the level-normalised signal (weight 1)",
                    ["--model.compressed_weight", "1.0"]),
-    "dilated": ("baseline with the time-dilated residual bottleneck (dilations 1, 2, 4, 8 frames)",
-                ["--model.net", "dereverb.models.dilated_unet.DilatedUNet", "--model.net.init_args.base_channels", "16",
-                 "--model.net.init_args.depth", "4", "--model.net.init_args.dilations", "[1, 2, 4, 8]"]),
+    "dilated": ("baseline with the time-dilated residual bottleneck (dilations 1, 2, 4, 8 frames)", _DILATED),
     "early": ("baseline with the early target (direct path + 50 ms) instead of the dry speech",
               ["--data.clean_target", "early"]),
-    "treble_rooms": ("baseline with frequency-dependent decay: walls absorbing 1-3x more at 8 kHz than at 1 kHz and "
-                     "below, and air absorption (real rooms decay faster in the treble; flat walls do not)",
-                     ["--data.room.hf_absorption_range", "[1.0, 3.0]", "--data.rir_air_absorption", "true"]),
+    "treble_rooms": ("baseline with walls absorbing 1-3x more at 8 kHz than at 1 kHz and below, and air absorption "
+                     "(treble tails decaying faster than flat walls make them)", _TREBLE),
     "combined": ("dilated + treble_rooms + more_speech: the three changes that did not lose on dev, together",
-                 ["--model.net", "dereverb.models.dilated_unet.DilatedUNet", "--model.net.init_args.base_channels", "16",
-                  "--model.net.init_args.depth", "4", "--model.net.init_args.dilations", "[1, 2, 4, 8]",
-                  "--data.room.hf_absorption_range", "[1.0, 3.0]", "--data.rir_air_absorption", "true",
-                  "--data.speech", _BOTH_CORPORA]),
+                 [*_DILATED, *_TREBLE, "--data.speech", _BOTH_CORPORA]),
     "noisier": ("baseline with background noise on 9 of 10 items at 0-30 dB SNR (as the bundle's run 7) instead of "
                 "3 of 4 at 5-40 dB", ["--data.noise_prob", "0.9", "--data.noise_snr_db_range", "[0.0, 30.0]"]),
     "filter": ("baseline with a 4-frame complex multi-frame filter as the output (model.filter_taps 4) instead of the "

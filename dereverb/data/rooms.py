@@ -19,6 +19,7 @@ import numpy as np
 SPEED_OF_SOUND = 343.0  # m/s, pyroomacoustics' default constant
 DIRECT_WINDOW_MS = 2.5  # half-width of the direct-path window used by drr()
 RAYS_ISM_ORDER = 3  # image-source order under the ray tracer in hybrid mode
+OCTAVE_BANDS_HZ = (125, 250, 500, 1000, 2000, 4000, 8000)  # centres of the walls' absorption bands
 
 
 class RirError(ValueError):
@@ -192,9 +193,9 @@ def wall_material(absorption: float, hf_absorption: float = 1.0):
 
     if hf_absorption == 1.0:
         return pra.Material(absorption)
-    octaves = np.log2(np.array([125, 250, 500, 1000, 2000, 4000, 8000]) / 1000).clip(0) / 3
+    octaves = np.log2(np.array(OCTAVE_BANDS_HZ) / 1000).clip(0) / 3  # 0 up to 1 kHz, 1 at 8 kHz
     coeffs = np.minimum(absorption * hf_absorption**octaves, 0.99)
-    return pra.Material({"coeffs": coeffs.tolist(), "center_freqs": [125, 250, 500, 1000, 2000, 4000, 8000]})
+    return pra.Material({"coeffs": coeffs.tolist(), "center_freqs": list(OCTAVE_BANDS_HZ)})
 
 
 def _shoebox_rir(spec: RoomSpec, absorption: float, order: int, sr: int, rays: bool, air: bool) -> np.ndarray:
