@@ -290,6 +290,38 @@ def test_model_card_tables_from_evaluate_outputs(tmp_path):
     assert "PESQ-WB +0.550 [" in line and "] (n = 2)" in line  # item 0 left out
 
 
+def test_model_card_level_table_pairs_each_condition_with_the_items_as_built(tmp_path):
+    import csv
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("model_card_bench", BENCH / "model_card.py")
+    card = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(card)
+
+    def write(folder, n_items, model_pesq, input_pesq):
+        (tmp_path / folder).mkdir()
+        with open(tmp_path / folder / "per_item.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["id", "system", "band", "pesq", "stoi", "si_sdr"])
+            w.writeheader()
+            for i in range(n_items):
+                for system, pesq in (("reverberant", input_pesq), ("wpe", input_pesq + 0.1),
+                                     ("old", model_pesq - 0.05), ("pretrained", model_pesq + 0.01 * (i % 2))):
+                    w.writerow({"id": i, "system": system, "band": "all", "pesq": pesq, "stoi": 0.8, "si_sdr": -10})
+
+    write("test_measured_rooms", 8, 2.0, 1.5)  # as built: twice the sweep's items
+    for name, model, noisy in (("input_peak_-20_dBFS", 2.0, 1.5), ("input_peak_-40_dBFS", 2.0, 1.5),
+                               ("pink_noise_20_dB_SNR", 1.9, 1.4), ("pink_noise_10_dB_SNR", 1.7, 1.2)):
+        write(f"test_measured_rooms_{name}", 4, model, noisy)
+    table = card.level_table(tmp_path, "pretrained", "old").splitlines()
+    assert len(table) == 2 + 5 and table[0].count("|") == 9
+    # as built: only the sweep's 4 items, no difference to itself
+    assert table[2].startswith("| as built (peaks −6…0 dBFS) | 1.500 / 0.800 | 1.600 / 0.800 | 1.950 / 0.800 | 2.005 / 0.800 | – | +0.505 [")
+    assert "| peak −40 dBFS |" in table[4] and "| +0.000 [+0.000, +0.000] / +0.000 [+0.000, +0.000] |" in table[4]
+    assert table[6].startswith("| pink noise, 10 dB SNR | 1.200 / 0.800 |")
+    assert "| −0.300 [" in table[6].replace("-", "−")  # minus itself as built
+    assert table[6].endswith("| +0.055 [+0.050, +0.060] / +0.000 [+0.000, +0.000] |")  # minus the previous bundle
+
+
 @pytest.mark.slow
 def test_gpu_run_background_step_is_stopped_with_sigint_and_recorded(tmp_path):
     """The study beside the training is interrupted when the training ends: SIGINT to its
