@@ -319,9 +319,14 @@ def test_atomic_checkpoint_io_never_leaves_a_partial_file(tmp_path: Path, monkey
     assert dst.read_bytes() == before and _files(dst.parent) == ["last.ckpt"]
 
 
+#: Steps in the killed run's one epoch: enough that a SIGTERM delayed on a loaded machine still lands
+#: mid-epoch with room for the resumed run's next autosaves.
+KILLED_STEPS = 60
+
+
 def _train_cmd(tmp: Path, cache: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "dereverb.train", *tiny(tmp, cache, "killed", **{
-        "data.train_items": "40", "trainer.max_epochs": "1", "autosave.every_n_train_steps": "2",
+        "data.train_items": str(2 * KILLED_STEPS), "trainer.max_epochs": "1", "autosave.every_n_train_steps": "2",
     }), *extra]
 
 
@@ -381,7 +386,7 @@ def test_killed_training_subprocess_resumes_sigterm_then_sigkill(tmp_path: Path,
     assert rc == 143, text[-3000:]
     line = _one_error(text, "SIGTERM", str(last), "--ckpt_path")
     step1 = _ckpt_step(last)
-    assert 2 <= step1 < 20 and f"global step {step1};" in line  # mid-epoch (20 steps per epoch)
+    assert 2 <= step1 < KILLED_STEPS - 4 and f"global step {step1};" in line  # mid-epoch
 
     log2 = tmp_path / "second.log"
     with open(log2, "w") as out:
@@ -395,7 +400,7 @@ def test_killed_training_subprocess_resumes_sigterm_then_sigkill(tmp_path: Path,
             p2.kill()
     saved = torch.load(last, map_location="cpu", weights_only=True)  # intact after SIGKILL
     step2 = int(saved["global_step"])
-    assert step1 + 2 <= step2 < 20 and step2 % 2 == 0  # an autosave step
+    assert step1 + 2 <= step2 < KILLED_STEPS and step2 % 2 == 0  # an autosave step
     assert not [n for n in _files(last.parent) if n.endswith(".ckpt") and n.startswith("last-")]
 
     probe = Probe()
@@ -403,8 +408,8 @@ def test_killed_training_subprocess_resumes_sigterm_then_sigkill(tmp_path: Path,
     assert probe.start["step"] == step2
     assert probe.start["adam_steps"] == [float(step2)]
     assert probe.start["last_epoch"] == saved["lr_schedulers"][0]["last_epoch"] == step2
-    assert sorted(probe.losses) == list(range(step2 + 1, 21))  # the rest of the epoch, once
-    assert cli.trainer.global_step == 20
+    assert sorted(probe.losses) == list(range(step2 + 1, KILLED_STEPS + 1))  # the rest of the epoch, once
+    assert cli.trainer.global_step == KILLED_STEPS
 
 
 # ============================================================================ train: bad input
