@@ -172,7 +172,7 @@ def level_table(out: Path, model: str, previous: str | None = None) -> str:
                  for s in systems]
         vs_built = "–" if folder is None else paired_line(
             {"noisy": rows[model], "built": built[model]}, "noisy", "built", " / ", values_only=True)
-        vs_input = paired_line(rows, model, "reverberant", values_only=True).split(" / ")[0]
+        vs_input = paired_line(rows, model, "reverberant", " / ", values_only=True).split(" / ")[0]
         vs_prev = [paired_line(rows, model, previous, " / ", values_only=True)] if previous else []
         lines.append(f"| {label} | " + " | ".join([*means, vs_built, vs_input, *vs_prev]) + " |")
     return "\n".join(lines) + "\n"

@@ -316,6 +316,7 @@ def test_model_card_level_table_pairs_each_condition_with_the_items_as_built(tmp
     assert len(table) == 2 + 5 and table[0].count("|") == 9
     # as built: only the sweep's 4 items, no difference to itself
     assert table[2].startswith("| as built (peaks −6…0 dBFS) | 1.500 / 0.800 | 1.600 / 0.800 | 1.950 / 0.800 | 2.005 / 0.800 | – | +0.505 [")
+    assert table[2].count("[") == 3  # minus its input: PESQ-WB only; minus the previous: both
     assert "| peak −40 dBFS |" in table[4] and "| +0.000 [+0.000, +0.000] / +0.000 [+0.000, +0.000] |" in table[4]
     assert table[6].startswith("| pink noise, 10 dB SNR | 1.200 / 0.800 |")
     assert "| −0.300 [" in table[6].replace("-", "−")  # minus itself as built
