@@ -92,18 +92,23 @@ def dev_compare(args: argparse.Namespace) -> None:
     print("\nall dev items, candidate - shipped: " + paired_line(pooled, names[1], names[0], "; "))
 
 
-def paired_line(by_system: dict[str, dict[str, dict]], model: str, reference: str, sep: str = ", ",
-                values_only: bool = False) -> str:
-    """``model`` minus ``reference``, PESQ-WB and STOI, paired (recipe.py's :func:`paired_table`:
-    items where either score is missing are left out), as ``PESQ-WB +d [lo, hi] (n = k)``, or with
-    ``values_only`` as ``+d [lo, hi]`` for each, joined by ``sep``."""
+def paired_cells(by_system: dict[str, dict[str, dict]], model: str, reference: str) -> dict[str, tuple[str, int]]:
+    """``model`` minus ``reference``, paired (recipe.py's :func:`paired_table`: items where either
+    score is missing are left out): ``{"pesq" / "stoi": ("+d [lo, hi]", n)}``."""
     table = paired_table(by_system, {"model": model, "reference": reference}, "reference")["model"]
-    cells = []
-    for m, label in (("pesq", "PESQ-WB"), ("stoi", "STOI")):
-        t = table[m]
-        cell = f"{t['diff']:+.3f} [{t['lo']:+.3f}, {t['hi']:+.3f}]"
-        cells.append(cell if values_only else f"{label} {cell} (n = {t['n']})")
-    return sep.join(cells)
+    return {m: (f"{table[m]['diff']:+.3f} [{table[m]['lo']:+.3f}, {table[m]['hi']:+.3f}]", table[m]["n"])
+            for m in ("pesq", "stoi")}
+
+
+def paired_line(by_system: dict[str, dict[str, dict]], model: str, reference: str, sep: str = ", ") -> str:
+    """:func:`paired_cells` as ``PESQ-WB +d [lo, hi] (n = k)`` and the same for STOI, joined by ``sep``."""
+    cells = paired_cells(by_system, model, reference)
+    return sep.join(f"{label} {cells[m][0]} (n = {cells[m][1]})" for m, label in (("pesq", "PESQ-WB"), ("stoi", "STOI")))
+
+
+def folder_of(set_name: str) -> str:
+    """The evaluate output folder of one of :func:`sets`' sets, inside ``--out``."""
+    return set_name.replace(" ", "_").replace("'", "").replace("/", "").replace(",", "")
 
 
 def main() -> None:
@@ -129,51 +134,56 @@ def main() -> None:
     model = "pretrained" if args.ckpt == "pretrained" else None
     if not args.tables_only:
         print(f"machine: {platform.machine()} CPU, {os.cpu_count()} cores, no GPU; Python {platform.python_version()}")
+    ckpts = [args.ckpt, *([args.previous] if args.previous else [])]
+    names = checkpoint_names(ckpts, taken=("reverberant", "wpe"))
     for name, source in sets(args).items():
-        dest = out / name.replace(" ", "_").replace("'", "").replace("/", "").replace(",", "")
+        dest = out / folder_of(name)
         sweep = "dBFS" in name or "SNR" in name
         if args.tables_only:
             if (dest / "results_ci.csv").is_file():
                 print(f"\n### {name}\n\n{card_tables(dest, model=model)}")
             continue
-        ckpts = [args.ckpt, *([args.previous] if args.previous else [])]
         shown = evaluate(ckpts, dest, out / "cache", "reverberant,wpe" if sweep else args.baselines, source)
         print(f"\n### {name}\n\n{shown}\n")
         print(card_tables(dest, model=model))
         if args.previous:
-            print(previous_diff(dest, *checkpoint_names(ckpts, taken=("reverberant", "wpe"))))
-    if all((out / name).is_dir() for name in LEVEL_SETS.values() if name):
-        names = checkpoint_names([args.ckpt, *([args.previous] if args.previous else [])], taken=("reverberant", "wpe"))
+            print(previous_diff(dest, *names))
+    if all((out / folder_of(name)).is_dir() for name in LEVEL_SETS.values()):
         print("\n### Level and background noise\n\n" + level_table(out, *names))
 
 
-#: The level table's rows: condition -> the evaluate folder of its set (None: the test rooms as built).
-LEVEL_SETS = {"as built (peaks −6…0 dBFS)": None, "peak −20 dBFS": "test_measured_rooms_input_peak_-20_dBFS",
-              "peak −40 dBFS": "test_measured_rooms_input_peak_-40_dBFS",
-              "pink noise, 20 dB SNR": "test_measured_rooms_pink_noise_20_dB_SNR",
-              "pink noise, 10 dB SNR": "test_measured_rooms_pink_noise_10_dB_SNR"}
+#: The level table's rows: condition -> the set of :func:`sets` it comes from (the first one: as built).
+LEVEL_SETS = {"as built (peaks −6…0 dBFS)": "test measured rooms",
+              "peak −20 dBFS": "test measured rooms, input peak -20 dBFS",
+              "peak −40 dBFS": "test measured rooms, input peak -40 dBFS",
+              "pink noise, 20 dB SNR": "test measured rooms, pink noise 20 dB SNR",
+              "pink noise, 10 dB SNR": "test measured rooms, pink noise 10 dB SNR"}
 
 
 def level_table(out: Path, model: str, previous: str | None = None) -> str:
     """The card's level and noise table: per sweep condition (the first items of the test rooms
     at -20 / -40 dBFS and with pink noise at 20 / 10 dB SNR), every system's PESQ-WB / STOI, and
     the model minus itself as built, minus its (noisy) input and minus ``previous``, paired by item."""
-    built = per_item_rows(out / "test_measured_rooms")
+    by_set = {label: per_item_rows(out / folder_of(name)) for label, name in LEVEL_SETS.items()}
+    built = next(iter(by_set.values()))
     systems = ["reverberant", "wpe", *([previous] if previous else []), model]
     head = ["input", "reverberant PESQ-WB / STOI", "WPE", *(["previous bundle"] if previous else []), "**this bundle**",
             "this bundle minus itself as built, PESQ-WB / STOI", "this bundle minus its input, PESQ-WB",
             *(["this bundle minus the previous, PESQ-WB / STOI"] if previous else [])]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    ids = set(per_item_rows(out / LEVEL_SETS["peak −20 dBFS"])["reverberant"])
-    for label, folder in LEVEL_SETS.items():
-        rows = {s: {i: r for i, r in by_id.items() if i in ids}
-                for s, by_id in (built if folder is None else per_item_rows(out / folder)).items()}
+    ids = set(by_set["peak −20 dBFS"]["reverberant"])  # the sweep's items: the first of the test rooms
+
+    def both(cells: dict[str, tuple[str, int]]) -> str:
+        return f"{cells['pesq'][0]} / {cells['stoi'][0]}"
+
+    for label, by_system in by_set.items():
+        rows = {s: {i: r for i, r in by_id.items() if i in ids} for s, by_id in by_system.items()}
         means = [" / ".join(f"{np.nanmean([score(r, m) for r in rows[s].values()]):.3f}" for m in ("pesq", "stoi"))
                  for s in systems]
-        vs_built = "–" if folder is None else paired_line(
-            {"noisy": rows[model], "built": built[model]}, "noisy", "built", " / ", values_only=True)
-        vs_input = paired_line(rows, model, "reverberant", " / ", values_only=True).split(" / ")[0]
-        vs_prev = [paired_line(rows, model, previous, " / ", values_only=True)] if previous else []
+        vs_built = "–" if by_system is built else both(
+            paired_cells({"condition": rows[model], "built": built[model]}, "condition", "built"))
+        vs_input = paired_cells(rows, model, "reverberant")["pesq"][0]
+        vs_prev = [both(paired_cells(rows, model, previous))] if previous else []
         lines.append(f"| {label} | " + " | ".join([*means, vs_built, vs_input, *vs_prev]) + " |")
     return "\n".join(lines) + "\n"
 

@@ -252,11 +252,8 @@ def test_recipe_paired_table_against_the_reference():
 
 def test_model_card_tables_from_evaluate_outputs(tmp_path):
     import csv
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("model_card_bench", BENCH / "model_card.py")
-    card = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(card)
+    card = _bench("model_card")
     fields = ["id", "system", "band", "t60", "drr", "rir", "room", "pesq", "stoi", "estoi", "si_sdr", "srmr", "seconds"]
     with open(tmp_path / "per_item.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -292,11 +289,8 @@ def test_model_card_tables_from_evaluate_outputs(tmp_path):
 
 def test_model_card_level_table_pairs_each_condition_with_the_items_as_built(tmp_path):
     import csv
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("model_card_bench", BENCH / "model_card.py")
-    card = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(card)
+    card = _bench("model_card")
 
     def write(folder, n_items, model_pesq, input_pesq):
         (tmp_path / folder).mkdir()
