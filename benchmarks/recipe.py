@@ -50,6 +50,7 @@ METRICS = ("pesq", "stoi", "si_sdr")
 _BOTH_CORPORA = f"[{SPEECH}, {MORE_SPEECH}]"
 _DILATED = ["--model.net", "dereverb.models.dilated_unet.DilatedUNet", "--model.net.init_args.base_channels", "16",
             "--model.net.init_args.depth", "4", "--model.net.init_args.dilations", "[1, 2, 4, 8]"]
+_NOISIER = ["--data.noise_prob", "0.9", "--data.noise_snr_db_range", "[0.0, 30.0]"]
 _TREBLE = ["--data.room.hf_absorption_range", "[1.0, 3.0]", "--data.rir_air_absorption", "true"]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("configs/recipe.yaml: round 1's recipe (U-Net base 16, batch 8 x 2 s, L1 on log magnitudes) in the "
@@ -70,7 +71,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "combined": ("dilated + treble_rooms + more_speech: the three changes that did not lose on dev, together",
                  [*_DILATED, *_TREBLE, "--data.speech", _BOTH_CORPORA]),
     "noisier": ("baseline with background noise on 9 of 10 items at 0-30 dB SNR (as the bundle's run 7) instead of "
-                "3 of 4 at 5-40 dB", ["--data.noise_prob", "0.9", "--data.noise_snr_db_range", "[0.0, 30.0]"]),
+                "3 of 4 at 5-40 dB", _NOISIER),
     "filter": ("baseline with a 4-frame complex multi-frame filter as the output (model.filter_taps 4) instead of the "
                "magnitude; the network also sees the compressed complex spectrum",
                ["--model.filter_taps", "4"]),
@@ -79,6 +80,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                  "fewer steps than the baseline makes in 14 CPU-minutes)", ["--trainer.max_steps", "360"]),
     "annealed_dilated": ("dilated with its cosine schedule sized to the budget (by step 330: its steps cost ~10 % more)",
                          [*_DILATED, "--trainer.max_steps", "330"]),
+    "annealed_noisier": ("annealed with noisier's background noise (9 of 10 items at 0-30 dB SNR): the two largest STOI "
+                         "gains of round 2 together", ["--trainer.max_steps", "360", *_NOISIER]),
+    "annealed_hot": ("annealed at twice the peak learning rate (4e-3): a schedule that ends with the budget can afford "
+                     "a larger step", ["--trainer.max_steps", "360", "--model.lr", "0.004"]),
 }
 
 

@@ -231,6 +231,23 @@ def test_recipe_cpu_budget_stops_training_and_variants_compose(tmp_path):
     assert recipe.VARIANTS["baseline"][1] == []  # the baseline is configs/recipe.yaml unchanged
 
 
+@pytest.mark.slow
+def test_recipe_every_variant_builds_with_its_overrides(tmp_path):
+    from dereverb.training.cli import build_cli
+    from tests.conftest import shared_path
+
+    shared_path("speech", "speechocean762")  # the variants read ../shared/data
+    recipe = _recipe()
+    for name in recipe.VARIANTS:  # a misspelt key or value in any variant fails here, not after its budget
+        cli = build_cli(recipe.train_args(name, tmp_path))
+        assert cli.trainer.logger.version == name
+    hot = build_cli(recipe.train_args("annealed_hot", tmp_path))
+    assert hot.model.hparams.lr == 0.004 and hot.trainer.max_steps == 360
+    noisier = build_cli(recipe.train_args("annealed_noisier", tmp_path))
+    assert noisier.datamodule.noise["noise_prob"] == 0.9 and noisier.datamodule.noise["noise_snr_db_range"] == (0.0, 30.0)
+    assert noisier.trainer.max_steps == 360
+
+
 def test_recipe_paired_table_against_the_reference():
     recipe = _recipe()
     rng = np.random.default_rng(0)
