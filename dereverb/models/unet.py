@@ -163,6 +163,54 @@ class UNet(nn.Module):
         """Frames (and bins) per pooling block: chunked inference aligns chunks to it."""
         return 2**self.depth
 
+    def widened_state(self, narrow: dict[str, torch.Tensor], noise: float = 0.01, seed: int = 0) -> dict[str, torch.Tensor]:
+        """This network's state dict made from a trained narrower :class:`UNet`'s (the same
+        arguments but a smaller ``base_channels``), function-preserving as in Net2Net (Chen et al.
+        2016): each new channel copies a random old one of its level, and the layers that read a
+        copied channel share its weights among the copies. ``noise`` (relative to each
+        weight's std) breaks the copies' symmetry so they can learn apart; 0 gives the same function."""
+        if self.norm == "group" or type(self) is not UNet:
+            raise ValueError("UNet.widened_state: only a plain UNet with batch, instance or no norm can be widened "
+                             "(group norm mixes the copied channels)")
+        gen = torch.Generator().manual_seed(seed)
+        old_base = narrow["down.0.0.weight"].shape[0]
+        maps = []  # per level: new channel -> old channel, and how many new channels share each old one
+        for i in range(self.depth + 1):
+            w_old, w_new = old_base * 2**i, self.base_channels * 2**i
+            g = torch.cat([torch.arange(w_old), torch.randint(w_old, (w_new - w_old,), generator=gen)])
+            maps.append((g, torch.bincount(g, minlength=w_old).float()))
+        body_in = self.input_expansion or self.in_channels
+        ident = (torch.arange(body_in), torch.ones(body_in))
+        out: dict[str, torch.Tensor] = {k: v for k, v in narrow.items() if k.startswith("expand.")}
+
+        def conv(name: str, m_in: tuple, m_out: tuple | None, transposed: bool = False) -> None:
+            w = narrow[f"{name}.weight"]
+            w = w.transpose(0, 1) if transposed else w  # ConvTranspose2d stores (in, out, kH, kW)
+            w = w[m_out[0]] if m_out is not None else w
+            w = w[:, m_in[0]] / m_in[1][m_in[0]].view(1, -1, 1, 1)
+            w = w + noise * w.std() * torch.randn(w.shape, generator=gen) if m_out is not None else w
+            out[f"{name}.weight"] = w.transpose(0, 1) if transposed else w
+            if f"{name}.bias" in narrow:
+                out[f"{name}.bias"] = narrow[f"{name}.bias"][m_out[0]] if m_out is not None else narrow[f"{name}.bias"]
+
+        def block(name: str, m_in: tuple, m_out: tuple) -> None:  # ConvBlock: conv, norm, act, conv, norm, act
+            conv(f"{name}.0", m_in, m_out)
+            conv(f"{name}.3", m_out, m_out)
+            for k, v in narrow.items():  # the norms' per-channel parameters and statistics
+                if k.startswith((f"{name}.1.", f"{name}.4.")):
+                    out[k] = v if v.dim() == 0 else v[m_out[0]]
+
+        for i in range(self.depth):
+            block(f"down.{i}", maps[i - 1] if i else ident, maps[i])
+        block("bottleneck", maps[self.depth - 1], maps[self.depth])
+        for j, i in enumerate(reversed(range(self.depth))):
+            conv(f"upsample.{j}", maps[i + 1], maps[i], transposed=True)
+            w_old = old_base * 2**i  # the block reads (upsampled, skip) concatenated
+            both = (torch.cat([maps[i][0], maps[i][0] + w_old]), torch.cat([maps[i][1], maps[i][1]]))
+            block(f"up.{j}", both, maps[i])
+        conv("head", maps[0], None)
+        return out
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of scalar parameters (see :func:`num_parameters`)."""
         return num_parameters(self, trainable_only)

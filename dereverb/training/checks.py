@@ -19,6 +19,7 @@ from dereverb.data.rooms import RirError
 from dereverb.data.speech import CorpusError
 from dereverb.models.checkpoints import read_checkpoint, read_model, resolve_checkpoint
 from dereverb.models.dilated_unet import DilatedUNet
+from dereverb.models.unet import UNet
 
 
 class ConfigError(ValueError):
@@ -92,7 +93,8 @@ def load_init_weights(path_or_name: str, model: LightningModule) -> Path:
     """Fill ``model`` (a ``DereverbModule``) with the weights of a checkpoint, a model folder
     or ``pretrained`` (``--init_weights``): the optimizer, schedule and step count start fresh.
     A U-Net's weights fill a configured ``DilatedUNet`` of the same arguments by growing it
-    (:meth:`DilatedUNet.grown_state`: the dilated stack starts near the identity).
+    (:meth:`DilatedUNet.grown_state`: the dilated stack starts near the identity), and a wider
+    ``UNet`` by widening it (:meth:`UNet.widened_state`: the same function, the new channels copies).
 
     Raises :class:`ConfigError` naming the differing hyperparameters when the weights do not fit
     the configured model (another representation or network size)."""
@@ -100,9 +102,17 @@ def load_init_weights(path_or_name: str, model: LightningModule) -> Path:
     p = resolve_checkpoint(path_or_name, option)
     stored = read_model(p, option)
     own, weights = model.model.state_dict(), stored.weights
-    net = model.model.net
-    if isinstance(net, DilatedUNet) and _flat(stored.hparams).get("net.class_path") == "dereverb.models.unet.UNet":
-        grown = net.grown_state({k.removeprefix("net."): v for k, v in weights.items() if k.startswith("net.")})
+    net, theirs = model.model.net, _flat(stored.hparams)
+    their_net = {k.removeprefix("net."): v for k, v in weights.items() if k.startswith("net.")}
+    grown = None
+    if theirs.get("net.class_path") == "dereverb.models.unet.UNet" and isinstance(net, DilatedUNet):
+        grown = net.grown_state(their_net)
+    elif (type(net) is UNet and net.norm != "group" and set(their_net) == set(net.state_dict())  # the same layers
+          and their_net["down.0.0.weight"].shape[0] < net.base_channels
+          and their_net["down.0.0.weight"].shape[1] == net.down[0][0].in_channels
+          and their_net["head.weight"].shape[0] == net.out_channels):
+        grown = net.widened_state(their_net)
+    if grown is not None:
         weights = {k: v for k, v in weights.items() if not k.startswith("net.")} | {f"net.{k}": v for k, v in grown.items()}
     detail = _misfit(own, weights, model.hparams, stored.hparams, "there")
     if detail is not None:

@@ -187,3 +187,34 @@ def test_pads_bottom_right_with_replicate_and_crops() -> None:
         x15 = x[..., :15, :15]
         padded = torch.nn.functional.pad(x15, (0, 1, 0, 1), mode="replicate")
         assert torch.equal(model(x15), model(padded)[..., :15, :15])
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+def test_widened_state_keeps_the_function_and_the_copies_learn_apart(norm: str) -> None:
+    """Net2Net widening: base 4 -> 6 computes the same output (no noise) in eval and train mode,
+    through the skip concatenations and transposed convolutions; with its default noise the
+    output stays close and the copied channels are no longer identical."""
+    narrow = tiny(norm=norm, input_expansion=3)
+    narrow.train()
+    for _ in range(3):  # running statistics that are not the initial ones
+        narrow(torch.randn(2, 1, 32, 40))
+    wide = tiny(norm=norm, input_expansion=3, base_channels=6)
+    wide.load_state_dict(wide.widened_state(narrow.state_dict(), noise=0.0), strict=True)
+    x = torch.randn(2, 1, 33, 41)
+    for mode in ("eval", "train"):
+        narrow.train(mode == "train"), wide.train(mode == "train")
+        with torch.no_grad():
+            torch.testing.assert_close(wide(x), narrow(x), atol=1e-5, rtol=1e-4)
+    assert wide.num_parameters() > 2 * narrow.num_parameters()
+    wide.load_state_dict(wide.widened_state(narrow.state_dict()), strict=True)
+    narrow.eval(), wide.eval()
+    with torch.no_grad():
+        assert (wide(x) - narrow(x)).abs().mean() < 0.05 * narrow(x).abs().mean()
+    w = wide.down[0][0].weight  # a new channel (4 or 5) copies one of 0-3 but not exactly
+    assert not any(torch.equal(w[new], w[old]) for new in (4, 5) for old in range(4))
+
+
+def test_widened_state_refuses_group_norm() -> None:
+    wide = tiny(norm="group", base_channels=8)
+    with pytest.raises(ValueError, match="group norm"):
+        wide.widened_state(tiny(norm="group").state_dict())

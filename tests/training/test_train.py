@@ -354,8 +354,18 @@ def test_init_weights_starts_a_new_run_from_a_checkpoints_or_bundles_weights(tmp
     cli = run([*tiny_args(tmp_path, cache), "--init_weights", str(bundle), "--trainer.fast_dev_run", "1"])
     assert cli.trainer.state.finished and torch.isfinite(cli.trainer.callback_metrics["train/loss"])
     # weights of another size: one line naming the difference
-    with pytest.raises(ConfigError, match=r"--init_weights weights do not fit .*base_channels=4 there, 8 here"):
-        run([*tiny_args(tmp_path, cache), "--init_weights", str(ckpt), "--model.net.init_args.base_channels", "8"])
+    with pytest.raises(ConfigError, match=r"--init_weights weights do not fit .*base_channels=4 there, 2 here"):
+        run([*tiny_args(tmp_path, cache), "--init_weights", str(ckpt), "--model.net.init_args.base_channels", "2"])
+    # ... except a wider U-Net, which they fill by widening (Net2Net: the same function to start)
+    wide = DereverbModule(net={"class_path": "dereverb.models.unet.UNet", "init_args": {"base_channels": 6, "depth": 2}})
+    load_init_weights(str(ckpt), wide)
+    narrow = DereverbModule(net={"class_path": "dereverb.models.unet.UNet", "init_args": {"base_channels": 4, "depth": 2}})
+    load_init_weights(str(ckpt), narrow)
+    wide.eval(), narrow.eval()
+    mag = torch.rand(1, 256, 40) + 0.01
+    with torch.no_grad():
+        out_wide, out_narrow = wide.model(mag)[0], narrow.model(mag)[0]
+    assert (out_wide - out_narrow).abs().mean() < 0.01 * out_narrow.abs().mean()  # a fresh wide net: ~0.6
     with pytest.raises(ConfigError, match="not both"):
         run([*tiny_args(tmp_path, cache), "--init_weights", str(ckpt), "--ckpt_path", str(ckpt)])
     # a U-Net's weights grow a DilatedUNet of the same arguments (its stack starts near the identity)
