@@ -179,7 +179,7 @@ class UNet(nn.Module):
             w_old, w_new = old_base * 2**i, self.base_channels * 2**i
             g = torch.cat([torch.arange(w_old), torch.randint(w_old, (w_new - w_old,), generator=gen)])
             maps.append((g, torch.bincount(g, minlength=w_old).float()))
-        body_in = self.input_expansion or self.in_channels
+        body_in = narrow["down.0.0.weight"].shape[1]  # kept as it is: a misfit is reported by the caller's shape check
         ident = (torch.arange(body_in), torch.ones(body_in))
         out: dict[str, torch.Tensor] = {k: v for k, v in narrow.items() if k.startswith("expand.")}
 

@@ -108,9 +108,7 @@ def load_init_weights(path_or_name: str, model: LightningModule) -> Path:
     if theirs.get("net.class_path") == "dereverb.models.unet.UNet" and isinstance(net, DilatedUNet):
         grown = net.grown_state(their_net)
     elif (type(net) is UNet and net.norm != "group" and set(their_net) == set(net.state_dict())  # the same layers
-          and their_net["down.0.0.weight"].shape[0] < net.base_channels
-          and their_net["down.0.0.weight"].shape[1] == net.down[0][0].in_channels
-          and their_net["head.weight"].shape[0] == net.out_channels):
+          and their_net["down.0.0.weight"].shape[0] < net.base_channels):  # other channels in or out: _misfit says so
         grown = net.widened_state(their_net)
     if grown is not None:
         weights = {k: v for k, v in weights.items() if not k.startswith("net.")} | {f"net.{k}": v for k, v in grown.items()}

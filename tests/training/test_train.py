@@ -366,6 +366,11 @@ def test_init_weights_starts_a_new_run_from_a_checkpoints_or_bundles_weights(tmp
     with torch.no_grad():
         out_wide, out_narrow = wide.model(mag)[0], narrow.model(mag)[0]
     assert (out_wide - out_narrow).abs().mean() < 0.01 * out_narrow.abs().mean()  # a fresh wide net: ~0.6
+    # ... but not across representations: other input channels are still a misfit, in one line
+    rgb = DereverbModule(representation="colormap", target="same",
+                         net={"class_path": "dereverb.models.unet.UNet", "init_args": {"base_channels": 6, "depth": 2}})
+    with pytest.raises(ConfigError, match=r"do not fit .*representation='log_magnitude' there, 'colormap' here"):
+        load_init_weights(str(ckpt), rgb)
     with pytest.raises(ConfigError, match="not both"):
         run([*tiny_args(tmp_path, cache), "--init_weights", str(ckpt), "--ckpt_path", str(ckpt)])
     # a U-Net's weights grow a DilatedUNet of the same arguments (its stack starts near the identity)
