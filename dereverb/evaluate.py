@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,8 @@ from dereverb.cli_errors import (
     EXIT_OK,
     EXIT_USAGE,
     parse_one_line,
+    report,
+    unexpected,
     unwritable_reason,
 )
 from dereverb.data.rooms import RirError
@@ -230,20 +231,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_one_line(build_parser(), argv)
     try:
         return run(args)
-    except KeyboardInterrupt:
-        print("evaluate: interrupted (cached scores are kept; re-run to continue)", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        report("interrupted; cached scores are kept, re-run to continue", exc)
         return EXIT_INTERRUPTED
+    except INPUT_ERRORS as exc:
+        report(str(exc), exc, debug=args.debug)
+        return EXIT_USAGE
     except Exception as exc:
-        if args.debug:
-            traceback.print_exc()
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, INPUT_ERRORS):
-            print(f"evaluate: error: {text}", file=sys.stderr)
-            return EXIT_USAGE
-        print(f"evaluate: internal error: {type(exc).__name__}: {text} (re-run with --debug for the traceback)",
-              file=sys.stderr)
+        report(unexpected(exc), exc, debug=args.debug)
         return EXIT_INTERNAL
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -778,7 +778,7 @@ def _eval(capsys, *argv: str | Path) -> tuple[int, str, str]:
 
 
 def _eval_error(err: str, *mentions: str) -> str:
-    """evaluate prints ``evaluate: error: ...`` (one line)."""
+    """evaluate prints ``error: ...`` (one line), as every command does."""
     lines = [ln for ln in err.splitlines() if "error:" in ln]
     assert len(lines) == 1 and "Traceback" not in err, err
     for m in mentions:

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from dereverb.models.unet import (
+    _ACTIVATIONS,
     Activation,
     ConvBlock,
     Norm,
     UNet,
-    _activation,
     _is_positive_int,
     _norm_layer,
 )
@@ -43,7 +43,7 @@ class DilatedTimeStack(nn.Module):
             nn.Sequential(
                 nn.Conv2d(channels, channels, 3, padding=(1, d), dilation=(1, d), bias=bias),
                 _norm_layer(norm, channels),
-                _activation(activation),
+                _ACTIVATIONS[activation](),
             )
             for d in dilations
         )

@@ -9,7 +9,7 @@ reflect padding fails when the pad is not smaller than the dimension (e.g. N = 1
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +18,8 @@ from torch import nn
 Norm = Literal["batch", "instance", "group", "none"]
 Activation = Literal["relu", "leaky_relu", "gelu", "silu"]
 
-_NORMS = ("batch", "instance", "group", "none")
-_ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu")
+_ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True),
+                "gelu": nn.GELU, "silu": lambda: nn.SiLU(inplace=True)}
 
 
 def num_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -45,16 +45,6 @@ def _norm_layer(norm: Norm, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def _activation(name: Activation) -> nn.Module:
-    if name == "relu":
-        return nn.ReLU(inplace=True)
-    if name == "leaky_relu":
-        return nn.LeakyReLU(0.01, inplace=True)
-    if name == "gelu":
-        return nn.GELU()
-    return nn.SiLU(inplace=True)
-
-
 class ConvBlock(nn.Sequential):
     """Two (3×3 conv -> norm -> activation) layers: ``(B, C_in, H, W) -> (B, C_out, H, W)``."""
 
@@ -63,10 +53,10 @@ class ConvBlock(nn.Sequential):
         super().__init__(
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias),
             _norm_layer(norm, out_channels),
-            _activation(activation),
+            _ACTIVATIONS[activation](),
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias),
             _norm_layer(norm, out_channels),
-            _activation(activation),
+            _ACTIVATIONS[activation](),
         )
 
 
@@ -113,10 +103,9 @@ class UNet(nn.Module):
             raise ValueError(
                 f"UNet: input_expansion must be None or an integer >= 1, got {input_expansion!r}"
             )
-        if norm not in _NORMS:
-            raise ValueError(f"UNet: norm must be one of {_NORMS}, got {norm!r}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"UNet: activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        for name, value, allowed in (("norm", norm, get_args(Norm)), ("activation", activation, get_args(Activation))):
+            if value not in allowed:
+                raise ValueError(f"UNet: {name} must be one of {allowed}, got {value!r}")
 
         self.in_channels = in_channels
         self.out_channels = out_channels

@@ -276,7 +276,7 @@ def test_internal_errors_exit_1_with_one_line(
     code, _, err = _run(capsys, "-o", tmp_path / "out")
     assert code == 1
     assert err.strip().splitlines() == [
-        "evaluate: internal error: RuntimeError: boom (re-run with --debug for the traceback)"
+        "error: unexpected RuntimeError: boom second line (re-run with --debug for the traceback)"
     ]
     code, _, err = _run(capsys, "-o", tmp_path / "out", "--debug")
     assert code == 1 and "Traceback" in err
