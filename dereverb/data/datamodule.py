@@ -50,6 +50,8 @@ class DereverbDataModule(L.LightningDataModule):
         noise_prob / noise_snr_db_range / noise_exponent_range: the share of items with
             background noise, its SNR (dB re the reverberant speech) and spectral exponent
             (0 white, 1 pink, 2 brown); validation items are drawn the same way.
+        drr_db_range: training items only: each item's RIR tail rescaled to a DRR (dB) drawn
+            uniformly in this range (DRR augmentation, docs/data.md); None keeps the RIR's own.
 
     Every segment is convolved with the speech before it (as long as the longest RIR), so it
     carries the reverberant tail of earlier speech like a real recording.
@@ -84,6 +86,7 @@ class DereverbDataModule(L.LightningDataModule):
         noise_prob: float = 0.75,
         noise_snr_db_range: tuple[float, float] = (5.0, 40.0),
         noise_exponent_range: tuple[float, float] = (0.0, 2.0),
+        drr_db_range: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         if clean_target not in ("dry", "early"):
@@ -113,6 +116,7 @@ class DereverbDataModule(L.LightningDataModule):
         self.reverb_on_device = reverb_on_device
         self.noise = dict(noise_prob=noise_prob, noise_snr_db_range=tuple(noise_snr_db_range),
                           noise_exponent_range=tuple(noise_exponent_range))  # fmt: skip
+        self.drr_db_range = None if drr_db_range is None else tuple(drr_db_range)
         self.datasets: dict[str, ReverbPairDataset] = {}
         self._banks: dict[str, RirBank] = {}
         self._rir_table: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -164,6 +168,7 @@ class DereverbDataModule(L.LightningDataModule):
             convolve=not self.reverb_on_device,
             rir_offset=self._rir_offsets()[split],
             preroll=self.preroll,
+            drr_db_range=self.drr_db_range if split == "train" else None,
             **self.noise,
         )
 
@@ -199,7 +204,7 @@ class DereverbDataModule(L.LightningDataModule):
         idx = batch["rir_index"].long()
         batch["reverb"], batch["clean"] = make_pairs_torch(
             batch["dry"], table[idx], direct[idx], batch["gain_db"], self.sample_rate, self.clean_target,
-            preroll=self.preroll, noise=batch["noise"], snr_db=batch["snr_db"],
+            preroll=self.preroll, noise=batch["noise"], snr_db=batch["snr_db"], tail_gain=batch["tail_gain"],
         )
         batch["dry"] = batch["dry"][..., self.preroll :]
         return batch

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, Sampler
 
 from dereverb.data.noise import coloured_noise, noise_scale
 from dereverb.data.rir_bank import SPLITS, RirBank, Split
+from dereverb.data.rooms import DIRECT_WINDOW_MS, scale_tail
 from dereverb.data.speech import SpeechSource
 
 EARLY_MS = 50.0  # the ``early`` target: the RIR up to this long after the direct path
@@ -76,18 +77,24 @@ def make_pairs_torch(
     dry: torch.Tensor, rirs: torch.Tensor, direct_index: torch.Tensor, gain_db: torch.Tensor,
     sample_rate: int, target: Literal["dry", "early"] = "dry", peak_limit: float = 0.99,
     preroll: int = 0, noise: torch.Tensor | None = None, snr_db: torch.Tensor | None = None,
+    tail_gain: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched, on-device twin of :func:`make_pair` (same result within float32 round-off).
 
     ``dry (B, preroll + L)``, ``rirs (B, Lr)`` zero-padded, ``direct_index (B,)`` long,
-    ``gain_db (B,)``, ``noise (B, L)``, ``snr_db (B,)`` (``inf``: none) -> ``reverb (B, L)``,
+    ``gain_db (B,)``, ``noise (B, L)``, ``snr_db (B,)`` (``inf``: none), ``tail_gain (B,)`` (the
+    RIRs' tails scaled as :func:`~dereverb.data.rooms.scale_tail` does) -> ``reverb (B, L)``,
     ``clean (B, L)``. FFT convolution with ``torchaudio.functional.fftconvolve``.
     """
     with torch.autocast(device_type=dry.device.type, enabled=False):
         dry, rirs = dry.float(), rirs.float()
         length = dry.shape[-1] - preroll
-        reverb = AF.fftconvolve(dry, rirs)[..., preroll : preroll + length]
         d = direct_index.long().view(-1, 1)
+        if tail_gain is not None:
+            taps = torch.arange(rirs.shape[-1], device=dry.device).view(1, -1)
+            tail = taps > d + int(round(DIRECT_WINDOW_MS * 1e-3 * sample_rate))
+            rirs = torch.where(tail, rirs * tail_gain.float().view(-1, 1), rirs)
+        reverb = AF.fftconvolve(dry, rirs)[..., preroll : preroll + length]
         if target == "dry":
             src = torch.arange(length, device=dry.device).view(1, -1) + preroll - d
             clean = torch.where(src >= 0, dry.gather(1, src.clamp_min(0)), torch.zeros_like(reverb))
@@ -155,9 +162,10 @@ class ReverbPairDataset(Dataset):
     otherwise the index from :class:`EpochSampler` also encodes the epoch. Items are dicts of
     tensors ``reverb (L,)``, ``clean (L,)``, ``dry (L,)``, ``t60 ()``, ``drr ()``, ``snr_db ()``,
     ``rir_index ()``; with ``convolve=False`` (the device path) ``dry (preroll + L,)``,
-    ``noise (L,)`` and ``gain_db ()`` instead of ``reverb``/``clean``. ``preroll`` defaults to the
-    bank's longest RIR; ``noise_prob`` of the items get coloured noise (exponent and SNR uniform
-    in their ranges).
+    ``noise (L,)``, ``gain_db ()`` and ``tail_gain ()`` instead of ``reverb``/``clean``.
+    ``preroll`` defaults to the bank's longest RIR; ``noise_prob`` of the items get coloured noise
+    (exponent and SNR uniform in their ranges); with ``drr_db_range`` each item's RIR tail is
+    rescaled (:func:`~dereverb.data.rooms.scale_tail`) to a DRR uniform in that range (dB).
     """
 
     def __init__(
@@ -168,6 +176,7 @@ class ReverbPairDataset(Dataset):
         preroll: int | None = None, noise_prob: float = 0.0,
         noise_snr_db_range: tuple[float, float] = (5.0, 40.0),
         noise_exponent_range: tuple[float, float] = (0.0, 2.0),
+        drr_db_range: tuple[float, float] | None = None,
     ) -> None:
         if len(rirs) == 0:
             raise ValueError(f"the {split} RIR bank is empty")
@@ -186,13 +195,15 @@ class ReverbPairDataset(Dataset):
         self.preroll = max(len(r.rir) for r in rirs) if preroll is None else int(preroll)
         self.noise_prob = noise_prob
         self.noise_snr_db_range, self.noise_exponent_range = noise_snr_db_range, noise_exponent_range
+        self.drr_db_range = drr_db_range
 
     def __len__(self) -> int:
         return self.num_items
 
-    def draw(self, index: int) -> tuple[np.ndarray, int, float, np.ndarray, float]:
+    def draw(self, index: int) -> tuple[np.ndarray, int, float, np.ndarray, float, float, float]:
         """The random choices of item ``index``: dry speech ``(preroll + L,)``, RIR index, gain
-        (dB), unit-RMS noise ``(L,)`` and its SNR (dB, ``inf``: no noise)."""
+        (dB), unit-RMS noise ``(L,)``, its SNR (dB, ``inf``: no noise), the RIR's tail gain and
+        the DRR (dB) it gives."""
         L = self.segment_samples
         if self.deterministic:
             i = index % self.num_items
@@ -208,16 +219,21 @@ class ReverbPairDataset(Dataset):
         if rng.uniform() < self.noise_prob:
             snr_db = float(rng.uniform(*self.noise_snr_db_range))
             noise = coloured_noise(rng, L, float(rng.uniform(*self.noise_exponent_range)))
-        return dry.astype(np.float32), r, gain_db, noise, snr_db
+        tail_gain, drr_db = 1.0, float(self.rirs[r].drr)
+        if self.drr_db_range is not None and np.isfinite(drr_db):  # drawn last: items without it stay the same
+            target = float(rng.uniform(*self.drr_db_range))
+            tail_gain, drr_db = 10.0 ** ((drr_db - target) / 20.0), target
+        return dry.astype(np.float32), r, gain_db, noise, snr_db, tail_gain, drr_db
 
     def item(self, index: int) -> PairItem:
-        dry, r, gain_db, noise, snr_db = self.draw(index)
+        dry, r, gain_db, noise, snr_db, tail_gain, drr_db = self.draw(index)
         rir = self.rirs[r]
+        taps = rir.rir if tail_gain == 1.0 else scale_tail(rir.rir, self.sample_rate, rir.direct_index, tail_gain)
         reverb, clean = make_pair(
-            dry, rir.rir, rir.direct_index, self.sample_rate, self.target, gain_db,
+            dry, taps, rir.direct_index, self.sample_rate, self.target, gain_db,
             preroll=self.preroll, noise=noise, snr_db=snr_db,
         )
-        return PairItem(reverb, clean, dry[self.preroll :], r, float(rir.t60), float(rir.drr), snr_db)
+        return PairItem(reverb, clean, dry[self.preroll :], r, float(rir.t60), drr_db, snr_db)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if self.convolve:
@@ -225,9 +241,9 @@ class ReverbPairDataset(Dataset):
             out = dict(reverb=it.reverb, clean=it.clean, dry=it.dry, rir_index=it.rir_index,
                        snr_db=it.snr_db, t60=it.t60, drr=it.drr)  # fmt: skip
         else:
-            dry, r, gain_db, noise, snr_db = self.draw(int(index))
+            dry, r, gain_db, noise, snr_db, tail_gain, drr_db = self.draw(int(index))
             out = dict(dry=dry, noise=noise, rir_index=self.rir_offset + r, snr_db=snr_db,
-                       gain_db=gain_db, t60=self.rirs[r].t60, drr=self.rirs[r].drr)  # fmt: skip
+                       gain_db=gain_db, tail_gain=tail_gain, t60=self.rirs[r].t60, drr=drr_db)  # fmt: skip
         return {k: torch.from_numpy(v) if isinstance(v, np.ndarray)
                 else torch.tensor(v, dtype=torch.int64 if k == "rir_index" else torch.float32)
                 for k, v in out.items()}  # fmt: skip

@@ -248,6 +248,18 @@ def drr(rir: np.ndarray, sr: int, direct_index: int, window_ms: float = DIRECT_W
     return float("inf") if reverb <= 0 else float(10 * np.log10(direct / reverb))
 
 
+
+def scale_tail(rir: np.ndarray, sr: int, direct_index: int, gain: float,
+               window_ms: float = DIRECT_WINDOW_MS) -> np.ndarray:
+    """``rir (L,)`` with everything after :func:`drr`'s direct window times ``gain``: the direct
+    sound and the tail's decay (T60) stay, their balance moves by ``-20 log10(gain)`` dB of DRR.
+    Drawing it per training item is DRR augmentation (Bryan, ICASSP 2020): real rooms pair any
+    T60 with any DRR, a shoebox of a few metres only with a narrow band of them."""
+    out = np.array(rir, dtype=np.float32, copy=True).reshape(-1)
+    out[int(direct_index) + int(round(window_ms * 1e-3 * sr)) + 1 :] *= gain
+    return out
+
+
 NOISE_HEADROOM_DB = 10.0  # ISO 3382: the fit range ends >= 10 dB above the noise floor
 
 

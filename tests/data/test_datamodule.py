@@ -90,10 +90,10 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
-@pytest.mark.parametrize("target", ["dry", "early"])
-def test_device_path_builds_the_same_pairs_as_the_cpu_path(cache_dir, target, device):
-    cpu = small_dm(cache_dir, clean_target=target)
-    dev = small_dm(cache_dir, clean_target=target, reverb_on_device=True)
+@pytest.mark.parametrize(("target", "drr"), [("dry", None), ("early", None), ("dry", (-15.0, 10.0))])
+def test_device_path_builds_the_same_pairs_as_the_cpu_path(cache_dir, target, drr, device):
+    cpu = small_dm(cache_dir, clean_target=target, drr_db_range=drr)
+    dev = small_dm(cache_dir, clean_target=target, reverb_on_device=True, drr_db_range=drr)
     for split in ("train", "val"):
         loader_c = cpu._loader(split)
         loader_d = dev._loader(split)
@@ -108,4 +108,21 @@ def test_device_path_builds_the_same_pairs_as_the_cpu_path(cache_dir, target, de
         bd = {k: v.cpu() for k, v in bd.items()}
         assert torch.allclose(bc["reverb"], bd["reverb"], atol=2e-5)
         assert torch.allclose(bc["clean"], bd["clean"], atol=2e-5)
-        assert torch.equal(bc["t60"], bd["t60"])
+        assert torch.equal(bc["t60"], bd["t60"]) and torch.equal(bc["drr"], bd["drr"])
+
+
+def test_drr_augmentation_draws_training_drrs_in_its_range_and_leaves_validation_alone(cache_dir):
+    plain, aug = small_dm(cache_dir), small_dm(cache_dir, drr_db_range=(-15.0, 10.0))
+    own = torch.tensor([r.drr for r in plain.rir_bank("train")], dtype=torch.float32)
+    loaders = [dm.train_dataloader() for dm in (plain, aug)]
+    for loader in loaders:
+        loader.sampler.set_epoch(0)
+    bp, ba = (torch.cat([b["drr"] for b in loader]) for loader in loaders)
+    assert torch.isin(bp, own).all()  # without it every item keeps its RIR's DRR
+    assert ((ba >= -15.0) & (ba <= 10.0)).all() and ba.std() > 3 and not torch.isin(ba, own).any()
+    for loader in loaders:
+        loader.sampler.set_epoch(0)
+    rp, ra = (torch.cat([b["reverb"] for b in loader]) for loader in loaders)
+    assert rp.shape == ra.shape and not torch.allclose(rp, ra)
+    vp, va = (next(iter(dm.val_dataloader())) for dm in (plain, aug))
+    assert torch.equal(vp["reverb"], va["reverb"]) and torch.equal(vp["drr"], va["drr"])

@@ -13,6 +13,7 @@ from dereverb.data.rooms import (
     direct_path_index,
     drr,
     estimate_t60,
+    scale_tail,
     simulate_rir,
 )
 from tests.data.conftest import FAST
@@ -205,3 +206,18 @@ def test_drr_splits_direct_and_tail_energy():
     x[59] = 5.0  # just before the window: ignored (pre-onset noise)
     assert drr(x, SR, 100) == pytest.approx(-10 * np.log10(tail_energy), abs=1e-6)
     assert drr(np.eye(1, 50, 10).ravel(), SR, 10) == float("inf")
+
+
+def test_scale_tail_sets_the_drr_and_keeps_the_direct_sound_and_the_decay():
+    rng = np.random.default_rng(0)
+    n = np.arange(SR)
+    rir = np.where(n > 120, rng.standard_normal(SR) * np.exp(-n / (0.5 * SR / 6.9)), 0.0) * 0.3
+    rir[100] = 1.0
+    before = drr(rir, SR, 100)
+    for target in (-15.0, 0.0, 10.0):
+        out = scale_tail(rir, SR, 100, 10 ** ((before - target) / 20))
+        assert out.shape == rir.shape and out.dtype == np.float32
+        assert drr(out, SR, 100) == pytest.approx(target, abs=1e-3)
+        np.testing.assert_array_equal(out[: 100 + 41], rir[: 100 + 41].astype(np.float32))  # direct window
+        assert estimate_t60(out, SR) == pytest.approx(estimate_t60(rir, SR), rel=0.02)  # the decay's slope
+    assert rir[100] == 1.0 and drr(rir, SR, 100) == before  # the input is not modified
