@@ -84,6 +84,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                          "gains of round 2 together", ["--trainer.max_steps", "360", *_NOISIER]),
     "annealed_hot": ("annealed at twice the peak learning rate (4e-3): a schedule that ends with the budget can afford "
                      "a larger step", ["--trainer.max_steps", "360", "--model.lr", "0.004"]),
+    "drr": ("baseline with DRR augmentation: each training item's RIR tail rescaled to a DRR uniform in -15..+10 dB "
+            "(real rooms pair any T60 with any DRR, shoeboxes do not; docs/data.md)", ["--data.drr_db_range", "[-15.0, 10.0]"]),
 }
 
 

@@ -8,6 +8,12 @@ requested T60 (0.3, 0.6, 1.0 s), the same rooms for every setting. Part 2: a ban
 ``--bank-size`` rooms from the default sampler (T60 0.2-1.0 s) built on all cores per setting,
 the spread of measured / requested T60, and the time to load it back from the cache.
 Prints Markdown tables (pasted into docs/rir.md).
+
+    python benchmarks/rir.py --drr          # ~2 min: T60 and DRR, training bank vs measured rooms
+
+``--drr`` instead: the T60 and DRR of ``configs/recipe.yaml``'s simulated training bank (built or
+read from its cache, ``data/cache/rirs``) beside the measured dev and test rooms of
+``configs/measured_rooms.yaml``, by T60 band (the case for ``data.drr_db_range``, docs/data.md).
 """
 
 from __future__ import annotations
@@ -106,6 +112,35 @@ def bank_build(n: int, workers: int, seed: int) -> list[str]:
     return rows
 
 
+def drr_by_band(config: str = "configs/recipe.yaml", rooms: str = "configs/measured_rooms.yaml") -> list[str]:
+    """Median [min, max] DRR (dB) per T60 band of the recipe's training bank and each measured set."""
+    import yaml
+
+    from dereverb.evaluation.sources import build_datamodule, load_datamodule_config
+
+    sets = {"simulated training bank": build_datamodule(load_datamodule_config(config)).rir_bank("train")}
+    shared = Path(config).resolve().parents[1].parent / "shared" / "data"
+    for name, entries in yaml.safe_load(Path(rooms).read_text()).items():
+        paths = [shared / e for e in entries]
+        if not all(p.exists() for p in paths):
+            print(f"# {name}: measured rooms not found under {shared}, left out")
+            continue
+        files = [f for p in paths for f in (sorted(p.rglob("*.wav")) if p.is_dir() else [p])]
+        sets[f"measured {name} rooms"] = RirBank.from_files(files, shared)
+    bands = [(0.0, 0.4), (0.4, 0.7), (0.7, 1.0), (1.0, 99.0)]
+    rows = ["| RIRs | " + " | ".join(f"T60 {a:g}-{b:g} s" if b < 99 else f"T60 > {a:g} s" for a, b in bands) + " | all |",
+            "|---|" + "---|" * (len(bands) + 1)]
+    for name, bank in sets.items():
+        t60s, drrs = np.asarray(bank.t60s), np.asarray(bank.drrs)
+        cells = []
+        for m in [(t60s >= a) & (t60s < b) for a, b in bands] + [np.ones_like(t60s, bool)]:
+            d = drrs[m]
+            cells.append(f"{np.median(d):+.1f} [{d.min():+.1f}, {d.max():+.1f}] (n={m.sum()})" if m.any() else "–")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n".join(rows))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rooms", type=int, default=4, help="rooms per T60 in part 1 (default 4)")
@@ -115,7 +150,11 @@ def main() -> None:
     )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--drr", action="store_true", help="only the T60/DRR table of the training bank and measured rooms")
     args = ap.parse_args()
+    if args.drr:
+        drr_by_band()
+        return
     import pyroomacoustics as pra
 
     print(
