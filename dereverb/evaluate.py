@@ -241,5 +241,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(unexpected(exc), exc, debug=args.debug)
         return EXIT_INTERNAL
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -248,7 +248,6 @@ def drr(rir: np.ndarray, sr: int, direct_index: int, window_ms: float = DIRECT_W
     return float("inf") if reverb <= 0 else float(10 * np.log10(direct / reverb))
 
 
-
 def scale_tail(rir: np.ndarray, sr: int, direct_index: int, gain: float,
                window_ms: float = DIRECT_WINDOW_MS) -> np.ndarray:
     """``rir (L,)`` with everything after :func:`drr`'s direct window times ``gain``: the direct
