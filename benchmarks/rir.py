@@ -116,7 +116,7 @@ def drr_by_band(config: str = "configs/recipe.yaml", rooms: str = "configs/measu
     """Median [min, max] DRR (dB) per T60 band of the recipe's training bank and each measured set."""
     import yaml
 
-    from dereverb.evaluation.sources import build_datamodule, load_datamodule_config
+    from dereverb.evaluation.sources import build_datamodule, load_datamodule_config, measured_rooms
 
     sets = {"simulated training bank": build_datamodule(load_datamodule_config(config)).rir_bank("train")}
     shared = Path(config).resolve().parents[1].parent / "shared" / "data"
@@ -125,8 +125,7 @@ def drr_by_band(config: str = "configs/recipe.yaml", rooms: str = "configs/measu
         if not all(p.exists() for p in paths):
             print(f"# {name}: measured rooms not found under {shared}, left out")
             continue
-        files = [f for p in paths for f in (sorted(p.rglob("*.wav")) if p.is_dir() else [p])]
-        sets[f"measured {name} rooms"] = RirBank.from_files(files, shared)
+        sets[f"measured {name} rooms"] = measured_rooms(paths)[0]
     bands = [(0.0, 0.4), (0.4, 0.7), (0.7, 1.0), (1.0, 99.0)]
     rows = ["| RIRs | " + " | ".join(f"T60 {a:g}-{b:g} s" if b < 99 else f"T60 > {a:g} s" for a, b in bands) + " | all |",
             "|---|" + "---|" * (len(bands) + 1)]
