@@ -52,6 +52,8 @@ class DereverbDataModule(L.LightningDataModule):
             (0 white, 1 pink, 2 brown); validation items are drawn the same way.
         drr_db_range: training items only: each item's RIR tail rescaled to a DRR (dB) drawn
             uniformly in this range (DRR augmentation, docs/data.md); None keeps the RIR's own.
+        drr_min_t60: only RIRs of at least this T60 (s) get the DRR augmentation: shoeboxes tie
+            a long T60 to a low DRR, short rooms' DRRs already span real ones (docs/data.md).
 
     Every segment is convolved with the speech before it (as long as the longest RIR), so it
     carries the reverberant tail of earlier speech like a real recording.
@@ -87,6 +89,7 @@ class DereverbDataModule(L.LightningDataModule):
         noise_snr_db_range: tuple[float, float] = (5.0, 40.0),
         noise_exponent_range: tuple[float, float] = (0.0, 2.0),
         drr_db_range: tuple[float, float] | None = None,
+        drr_min_t60: float = 0.0,
     ) -> None:
         super().__init__()
         if clean_target not in ("dry", "early"):
@@ -116,7 +119,7 @@ class DereverbDataModule(L.LightningDataModule):
         self.reverb_on_device = reverb_on_device
         self.noise = dict(noise_prob=noise_prob, noise_snr_db_range=tuple(noise_snr_db_range),
                           noise_exponent_range=tuple(noise_exponent_range))  # fmt: skip
-        self.drr_db_range = None if drr_db_range is None else tuple(drr_db_range)
+        self.drr = dict(drr_db_range=None if drr_db_range is None else tuple(drr_db_range), drr_min_t60=drr_min_t60)
         self.datasets: dict[str, ReverbPairDataset] = {}
         self._banks: dict[str, RirBank] = {}
         self._rir_table: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -168,8 +171,8 @@ class DereverbDataModule(L.LightningDataModule):
             convolve=not self.reverb_on_device,
             rir_offset=self._rir_offsets()[split],
             preroll=self.preroll,
-            drr_db_range=self.drr_db_range if split == "train" else None,
             **self.noise,
+            **(self.drr if split == "train" else {}),
         )
 
     @property

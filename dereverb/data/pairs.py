@@ -165,7 +165,8 @@ class ReverbPairDataset(Dataset):
     ``noise (L,)``, ``gain_db ()`` and ``tail_gain ()`` instead of ``reverb``/``clean``.
     ``preroll`` defaults to the bank's longest RIR; ``noise_prob`` of the items get coloured noise
     (exponent and SNR uniform in their ranges); with ``drr_db_range`` each item's RIR tail is
-    rescaled (:func:`~dereverb.data.rooms.scale_tail`) to a DRR uniform in that range (dB).
+    rescaled (:func:`~dereverb.data.rooms.scale_tail`) to a DRR uniform in that range (dB), if
+    the RIR's T60 is at least ``drr_min_t60`` (s).
     """
 
     def __init__(
@@ -177,6 +178,7 @@ class ReverbPairDataset(Dataset):
         noise_snr_db_range: tuple[float, float] = (5.0, 40.0),
         noise_exponent_range: tuple[float, float] = (0.0, 2.0),
         drr_db_range: tuple[float, float] | None = None,
+        drr_min_t60: float = 0.0,
     ) -> None:
         if len(rirs) == 0:
             raise ValueError(f"the {split} RIR bank is empty")
@@ -195,7 +197,7 @@ class ReverbPairDataset(Dataset):
         self.preroll = max(len(r.rir) for r in rirs) if preroll is None else int(preroll)
         self.noise_prob = noise_prob
         self.noise_snr_db_range, self.noise_exponent_range = noise_snr_db_range, noise_exponent_range
-        self.drr_db_range = drr_db_range
+        self.drr_db_range, self.drr_min_t60 = drr_db_range, drr_min_t60
 
     def __len__(self) -> int:
         return self.num_items
@@ -220,7 +222,8 @@ class ReverbPairDataset(Dataset):
             snr_db = float(rng.uniform(*self.noise_snr_db_range))
             noise = coloured_noise(rng, L, float(rng.uniform(*self.noise_exponent_range)))
         tail_gain, drr_db = 1.0, float(self.rirs[r].drr)
-        if self.drr_db_range is not None and np.isfinite(drr_db):  # drawn last: items without it stay the same
+        tied = self.rirs[r].t60 >= self.drr_min_t60  # drawn last: items without it stay the same
+        if self.drr_db_range is not None and np.isfinite(drr_db) and tied:
             target = float(rng.uniform(*self.drr_db_range))
             tail_gain, drr_db = 10.0 ** ((drr_db - target) / 20.0), target
         return dry.astype(np.float32), r, gain_db, noise, snr_db, tail_gain, drr_db

@@ -1,5 +1,6 @@
 """The DataModule: batches, determinism, fresh training items, disjoint splits, the device path."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,3 +127,19 @@ def test_drr_augmentation_draws_training_drrs_in_its_range_and_leaves_validation
     assert rp.shape == ra.shape and not torch.allclose(rp, ra)
     vp, va = (next(iter(dm.val_dataloader())) for dm in (plain, aug))
     assert torch.equal(vp["reverb"], va["reverb"]) and torch.equal(vp["drr"], va["drr"])
+
+
+def test_drr_augmentation_tied_to_t60_leaves_the_shorter_rooms_their_own_drr(cache_dir):
+    plain = small_dm(cache_dir)
+    bank = plain.rir_bank("train")
+    cut = float(np.median(bank.t60s))
+    aug = small_dm(cache_dir, drr_db_range=(20.0, 30.0), drr_min_t60=cut)
+    loader = aug.train_dataloader()
+    loader.sampler.set_epoch(0)
+    batches = list(loader)
+    drr, t60, r = (torch.cat([b[k] for b in batches]) for k in ("drr", "t60", "rir_index"))
+    own = torch.tensor(bank.drrs, dtype=torch.float32)[r]
+    short = t60 < cut
+    assert short.any() and (~short).any()
+    assert torch.equal(drr[short], own[short])  # below the cut: the room's own DRR
+    assert ((drr[~short] >= 20.0) & (drr[~short] <= 30.0)).all()
