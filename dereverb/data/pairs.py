@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -38,6 +38,19 @@ class PairItem:
     t60: float
     drr: float
     snr_db: float = float("inf")
+
+
+class Draw(NamedTuple):
+    """The random choices of one item: dry speech ``(preroll + L,)``, RIR index, gain (dB),
+    unit-RMS noise ``(L,)`` and its SNR (dB, ``inf``: none), the RIR tail's gain and its DRR (dB)."""
+
+    dry: np.ndarray
+    rir: int
+    gain_db: float
+    noise: np.ndarray
+    snr_db: float
+    tail_gain: float
+    drr_db: float
 
 
 def make_pair(
@@ -202,10 +215,8 @@ class ReverbPairDataset(Dataset):
     def __len__(self) -> int:
         return self.num_items
 
-    def draw(self, index: int) -> tuple[np.ndarray, int, float, np.ndarray, float, float, float]:
-        """The random choices of item ``index``: dry speech ``(preroll + L,)``, RIR index, gain
-        (dB), unit-RMS noise ``(L,)``, its SNR (dB, ``inf``: no noise), the RIR's tail gain and
-        the DRR (dB) it gives."""
+    def draw(self, index: int) -> Draw:
+        """The random choices of item ``index`` (the same in the workers' and the device path)."""
         L = self.segment_samples
         if self.deterministic:
             i = index % self.num_items
@@ -226,17 +237,17 @@ class ReverbPairDataset(Dataset):
         if self.drr_db_range is not None and np.isfinite(drr_db) and tied:
             target = float(rng.uniform(*self.drr_db_range))
             tail_gain, drr_db = 10.0 ** ((drr_db - target) / 20.0), target
-        return dry.astype(np.float32), r, gain_db, noise, snr_db, tail_gain, drr_db
+        return Draw(dry.astype(np.float32), r, gain_db, noise, snr_db, tail_gain, drr_db)
 
     def item(self, index: int) -> PairItem:
-        dry, r, gain_db, noise, snr_db, tail_gain, drr_db = self.draw(index)
-        rir = self.rirs[r]
-        taps = rir.rir if tail_gain == 1.0 else scale_tail(rir.rir, self.sample_rate, rir.direct_index, tail_gain)
+        d = self.draw(index)
+        rir = self.rirs[d.rir]
+        taps = rir.rir if d.tail_gain == 1.0 else scale_tail(rir.rir, self.sample_rate, rir.direct_index, d.tail_gain)
         reverb, clean = make_pair(
-            dry, taps, rir.direct_index, self.sample_rate, self.target, gain_db,
-            preroll=self.preroll, noise=noise, snr_db=snr_db,
+            d.dry, taps, rir.direct_index, self.sample_rate, self.target, d.gain_db,
+            preroll=self.preroll, noise=d.noise, snr_db=d.snr_db,
         )
-        return PairItem(reverb, clean, dry[self.preroll :], r, float(rir.t60), drr_db, snr_db)
+        return PairItem(reverb, clean, d.dry[self.preroll :], d.rir, float(rir.t60), d.drr_db, d.snr_db)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if self.convolve:
@@ -244,9 +255,9 @@ class ReverbPairDataset(Dataset):
             out = dict(reverb=it.reverb, clean=it.clean, dry=it.dry, rir_index=it.rir_index,
                        snr_db=it.snr_db, t60=it.t60, drr=it.drr)  # fmt: skip
         else:
-            dry, r, gain_db, noise, snr_db, tail_gain, drr_db = self.draw(int(index))
-            out = dict(dry=dry, noise=noise, rir_index=self.rir_offset + r, snr_db=snr_db,
-                       gain_db=gain_db, tail_gain=tail_gain, t60=self.rirs[r].t60, drr=drr_db)  # fmt: skip
+            d = self.draw(int(index))
+            out = dict(dry=d.dry, noise=d.noise, rir_index=self.rir_offset + d.rir, snr_db=d.snr_db,
+                       gain_db=d.gain_db, tail_gain=d.tail_gain, t60=self.rirs[d.rir].t60, drr=d.drr_db)  # fmt: skip
         return {k: torch.from_numpy(v) if isinstance(v, np.ndarray)
                 else torch.tensor(v, dtype=torch.int64 if k == "rir_index" else torch.float32)
                 for k, v in out.items()}  # fmt: skip
