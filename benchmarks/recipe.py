@@ -86,6 +86,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                      "a larger step", ["--trainer.max_steps", "360", "--model.lr", "0.004"]),
     "drr": ("baseline with DRR augmentation: each training item's RIR tail rescaled to a DRR uniform in -15..+10 dB "
             "(real rooms pair any T60 with any DRR, shoeboxes do not; docs/data.md)", ["--data.drr_db_range", "[-15.0, 10.0]"]),
+    "drr_long": ("baseline with DRR augmentation on the rooms of T60 >= 0.7 s only, uniform in -10..+6 dB (the short "
+                 "simulated rooms' DRRs already span real ones; docs/data.md)",
+                 ["--data.drr_db_range", "[-10.0, 6.0]", "--data.drr_min_t60", "0.7"]),
 }
 
 
