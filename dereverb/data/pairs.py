@@ -233,8 +233,8 @@ class ReverbPairDataset(Dataset):
             snr_db = float(rng.uniform(*self.noise_snr_db_range))
             noise = coloured_noise(rng, L, float(rng.uniform(*self.noise_exponent_range)))
         tail_gain, drr_db = 1.0, float(self.rirs[r].drr)
-        tied = self.rirs[r].t60 >= self.drr_min_t60  # drawn last: items without it stay the same
-        if self.drr_db_range is not None and np.isfinite(drr_db) and tied:
+        tied = self.drr_min_t60 <= 0.0 or self.rirs[r].t60 >= self.drr_min_t60  # no cut: every RIR, NaN T60 too
+        if self.drr_db_range is not None and np.isfinite(drr_db) and tied:  # drawn last: items without it stay the same
             target = float(rng.uniform(*self.drr_db_range))
             tail_gain, drr_db = 10.0 ** ((drr_db - target) / 20.0), target
         return Draw(dry.astype(np.float32), r, gain_db, noise, snr_db, tail_gain, drr_db)
