@@ -56,6 +56,15 @@ def test_sampler_is_deterministic_and_inside_the_room():
             assert hlo <= p[2] <= hhi
 
 
+def test_log_uniform_t60_keeps_short_rooms_and_the_rest_of_the_room():
+    flat, log = RoomSampler(t60_range=(0.2, 2.0)), RoomSampler(t60_range=(0.2, 2.0), t60_log_uniform=True)
+    t = np.array([log.sample(np.random.default_rng(i)).t60 for i in range(2000)])
+    assert 0.2 <= t.min() and t.max() <= 2.0
+    assert abs(np.mean(t < 0.4) - 0.30) < 0.04 and abs(np.mean(t > 1.0) - 0.30) < 0.04  # log(2)/log(10)
+    a, b = flat.sample(np.random.default_rng(3)), log.sample(np.random.default_rng(3))
+    assert a.t60 != b.t60 and (a.dims, a.source, a.mic) == (b.dims, b.source, b.mic)
+
+
 def test_sampler_lists_and_tuples_are_the_same_config():
     assert RoomSampler(t60_range=[0.3, 1]) == RoomSampler(t60_range=(0.3, 1.0))
 
