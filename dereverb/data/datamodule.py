@@ -43,7 +43,9 @@ class DereverbDataModule(L.LightningDataModule):
         gain_db_range: the random gain shared by reverb and clean (lowered to avoid clipping).
         synthetic_speakers: speakers of the synthetic generator (split by id ranges).
         min_duration: minimum utterance length (s) for a speech folder.
-        seed: the data seed (independent of the model's initialisation seed).
+        seed: the data seed: crops, rooms, noise and gains (independent of the model's initialisation
+            seed). The speaker and measured-RIR splits do not move with it, so no seed trains on
+            the val or test speakers of another.
         reverb_on_device: workers only read and crop speech; the RIR banks live on the training
             device and :meth:`on_after_batch_transfer` convolves the batch there (batched FFT).
             Same pairs as the CPU path for the same seed, within float32 round-off.
@@ -154,7 +156,7 @@ class DereverbDataModule(L.LightningDataModule):
             )
         else:
             bank = RirBank.from_folder(self.rirs, sample_rate=self.sample_rate, channel=self.measured_rir_channel)
-            bank = bank if self.measured_rir_split == "all" else bank.split(split, seed=self.seed)
+            bank = bank if self.measured_rir_split == "all" else bank.split(split)
         return self._banks.setdefault(split, bank)
 
     def build_dataset(self, split: Split) -> ReverbPairDataset:

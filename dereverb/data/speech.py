@@ -24,6 +24,7 @@ from dereverb.data.synthetic_speech import SyntheticSpeech as SyntheticSpeech  #
 log = logging.getLogger(__name__)
 
 _TAG_ITEM = 11  # random-stream tag for deterministic item crops
+SPLIT_SEED = 0  # the speaker split's shuffle: fixed, so a new data seed never moves dev/test speakers into training
 
 
 @runtime_checkable
@@ -111,9 +112,10 @@ class SpeechCorpus:
     Indexed with ``soundfile.info`` (unreadable files skipped with one ``CorpusWarning``, listed
     in ``skipped``; utterances under ``min_duration`` s dropped); decoded lazily, downmixed,
     resampled and kept in an LRU cache of about ``cache_mb`` MiB per process. Splits are
-    speaker-disjoint (seeded shuffle cut by ``split_fractions``). Crops are non-silent: within
-    ``min_crop_level_db`` of the utterance's active level in ``max_tries`` offsets, else the
-    most energetic one; a shorter utterance is placed whole in zeros (not looped).
+    speaker-disjoint (a shuffle seeded by ``SPLIT_SEED``, not ``seed``, cut by
+    ``split_fractions``). Crops are non-silent: within ``min_crop_level_db`` of the utterance's
+    active level in ``max_tries`` offsets, else the most energetic one; a shorter utterance is
+    placed whole in zeros (not looped).
     """
 
     def __init__(
@@ -228,7 +230,7 @@ class SpeechCorpus:
                 f"hours={self.total_duration / 3600:.2f}{part})")  # fmt: skip
 
     def split_speakers(self) -> dict[str, list[str]]:
-        """Speaker ids of each split: seeded shuffle of the sorted ids, cut by the fractions."""
+        """Speaker ids of each split: the sorted ids shuffled with ``SPLIT_SEED``, cut by the fractions."""
         if self.split_name is not None:
             raise ValueError(f"this corpus is already the {self.split_name!r} split; split the full corpus")
         spk = self.speakers
@@ -242,7 +244,7 @@ class SpeechCorpus:
                 "fractions to 0 (e.g. (1, 0, 0)). Speaker ids come from LibriSpeech/VCTK/CMU ARCTIC "
                 "file names, else the parent folder name"
             ) from exc
-        shuffled = [spk[i] for i in np.random.default_rng(self.seed).permutation(len(spk))]
+        shuffled = [spk[i] for i in np.random.default_rng(SPLIT_SEED).permutation(len(spk))]
         return {name: sorted(shuffled[lo:hi]) for name, (lo, hi) in zip(SPLITS, ranges, strict=True)}
 
     def split(self, name: SplitName) -> SpeechCorpus:

@@ -74,6 +74,9 @@ def test_measured_rirs_as_source_split_disjointly(tmp_path):
     names = {s: {r.name for r in dm.rir_bank(s)} for s in ("train", "val", "test")}
     assert sum(len(v) for v in names.values()) == 37
     assert not (names["train"] & names["val"]) and not (names["val"] & names["test"])
+    # a new data seed draws new items, never a new split (its val/test RIRs stay out of training)
+    other = DereverbDataModule(rirs=str(folder), segment_seconds=1.0, val_items=2, synthetic_speakers=30, seed=1)
+    assert {s: {r.name for r in other.rir_bank(s)} for s in names} == names
     item = dm.build_dataset("val").item(0)
     assert item.reverb.shape == (16000,) and 0.15 < item.t60 < 0.6
 

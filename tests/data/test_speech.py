@@ -91,10 +91,10 @@ def test_corpus_scan_and_splits(corpus_dir: Path) -> None:
     )
     assert spk["train"] | spk["val"] | spk["test"] == set(c.speakers)
     assert sum(len(p) for p in parts.values()) == len(c)
-    # deterministic for a seed, different for another seed
+    # deterministic, and the same for every data seed: a new seed never trains on val/test speakers
     again = SpeechCorpus(corpus_dir, seed=0)
     assert again.split_speakers() == c.split_speakers()
-    assert SpeechCorpus(corpus_dir, seed=1).split_speakers() != c.split_speakers()
+    assert SpeechCorpus(corpus_dir, seed=1).split_speakers() == c.split_speakers()
     with pytest.raises(ValueError, match="already"):
         parts["train"].split("val")
     with pytest.raises(ValueError, match="split name"):
