@@ -24,7 +24,7 @@ from dereverb.data.synthetic_speech import SyntheticSpeech as SyntheticSpeech  #
 log = logging.getLogger(__name__)
 
 _TAG_ITEM = 11  # random-stream tag for deterministic item crops
-SPLIT_SEED = 0  # the speaker split's shuffle: fixed, so a new data seed never moves dev/test speakers into training
+SPLIT_SEED = 0  # fixed speaker shuffle: no data seed moves dev/test speakers into training
 
 
 @runtime_checkable
