@@ -125,7 +125,7 @@ def drr_by_band(config: str = "configs/recipe.yaml", rooms: str = "configs/measu
         if not all(p.exists() for p in paths):
             print(f"# {name}: measured rooms not found under {shared}, left out")
             continue
-        sets[f"measured {name} rooms"] = measured_rooms(paths)[0]
+        sets[f"measured {name} rooms"] = measured_rooms(paths)
     bands = [(0.0, 0.4), (0.4, 0.7), (0.7, 1.0), (1.0, 99.0)]
     rows = ["| RIRs | " + " | ".join(f"T60 {a:g}-{b:g} s" if b < 99 else f"T60 > {a:g} s" for a, b in bands) + " | all |",
             "|---|" + "---|" * (len(bands) + 1)]

@@ -430,6 +430,10 @@ def bad_train_files(tmp_path_factory: pytest.TempPathFactory, ckpt: Path) -> dic
     (d / "afile").write_text("x")
     (d / "no_audio").mkdir()
     (d / "no_audio" / "notes.txt").write_text("hi")
+    (d / "one_room").mkdir()  # two responses of one room: nothing to validate on apart from training
+    decay = np.random.default_rng(0).standard_normal(3200) * np.exp(-np.arange(3200) / 700)
+    for j in range(2):
+        sf.write(d / "one_room" / f"{j}.wav", np.concatenate([[1.0], 0.3 * decay]).astype(np.float32), 16000)
     return {"ckpt": ckpt, **{p.stem: p for p in d.iterdir()}}
 
 
@@ -460,6 +464,7 @@ TRAIN_BAD = {
     "speech_not_a_folder": (["--data.speech", "{afile}"], ["data.speech", "afile", "synthetic"]),
     "speech_without_audio": (["--data.speech", "{no_audio}"], ["data.speech", "no audio files", "no_audio"]),
     "rirs_without_audio": (["--data.rirs", "{no_audio}"], ["data.rirs", "no audio files", "no_audio"]),
+    "rirs_of_one_room": (["--data.rirs", "{one_room}"], ["data.rirs", "1 room(s) (one_room)", "split by room", "data.measured_rir_split: all"]),
     "unwritable_logs": (["--trainer.logger.init_args.save_dir", "{afile}/runs"], ["trainer.logger.init_args.save_dir", "is a file"]),
     "unwritable_checkpoints": (["--checkpoint.dirpath", "{afile}/ck"], ["checkpoint.dirpath", "is a file"]),
 }

@@ -28,8 +28,8 @@ class DereverbDataModule(L.LightningDataModule):
             (each split by its own speakers, crops drawn in proportion to duration), or
             ``"synthetic"`` for the built-in procedural speech generator (no download).
         rirs: ``"simulated"`` (pyroomacoustics banks, cached, disjoint per split) or a folder
-            of measured RIRs (files split disjointly across train/val/test, or all used for
-            every split with ``measured_rir_split="all"``).
+            of measured RIRs (split by room across train/val/test, a first-level subfolder per
+            room, or all used for every split with ``measured_rir_split="all"``).
         sample_rate: Hz; linked to the model's STFT sample rate by the training CLI.
         segment_seconds: crop length of every training/validation item.
         clean_target: ``dry`` (direct-path-aligned dry speech) or ``early`` (+ first 50 ms);

@@ -36,13 +36,15 @@ CACHE_VERSION = 1  # in every simulated bank's cache key: bump when content or c
 
 @dataclass(frozen=True)
 class Rir:
-    """One bank entry: ``rir (L,)`` float32, measured ``t60`` (s), ``drr`` (dB), ``direct_index``."""
+    """One bank entry: ``rir (L,)`` float32, measured ``t60`` (s), ``drr`` (dB), ``direct_index``,
+    its ``name`` and its ``room`` (what :meth:`RirBank.split` keeps apart)."""
 
     rir: np.ndarray
     t60: float
     drr: float
     direct_index: int
     name: str
+    room: str
 
 
 def _measure(rir: np.ndarray, sr: int, direct_index: int | None = None) -> tuple[float, float, int]:
@@ -79,21 +81,24 @@ def _parallel_map(fn: Any, items: Sequence[tuple], workers: int, desc: str, prog
 
 
 class RirBank:
-    """A list of RIRs (variable lengths) with their measured T60, DRR and direct-path index."""
+    """A list of RIRs (variable lengths) with their measured T60, DRR, direct-path index and room
+    (``rooms``; default: every RIR a room of its own, as a simulated bank's are)."""
 
     def __init__(
         self, rirs: Sequence[np.ndarray], t60s: Sequence[float], drrs: Sequence[float],
         direct_indices: Sequence[int], names: Sequence[str], sample_rate: int = 16000,
-        nominal_t60s: Sequence[float] | None = None,
+        nominal_t60s: Sequence[float] | None = None, rooms: Sequence[str] | None = None,
     ) -> None:
         n = len(rirs)
-        if not all(len(v) == n for v in (t60s, drrs, direct_indices, names)):
-            raise RirError("RirBank: rirs, t60s, drrs, direct_indices and names must have one entry per RIR")
+        rooms = list(names) if rooms is None else list(rooms)
+        if not all(len(v) == n for v in (t60s, drrs, direct_indices, names, rooms)):
+            raise RirError("RirBank: rirs, t60s, drrs, direct_indices, names and rooms must have one entry per RIR")
         self.rirs = [np.asarray(r, dtype=np.float32) for r in rirs]
         self.t60s = np.asarray(t60s, dtype=np.float64)
         self.drrs = np.asarray(drrs, dtype=np.float64)
         self.direct_indices = np.asarray(direct_indices, dtype=np.int64)
         self.names = list(names)
+        self.rooms = rooms
         self.sample_rate = int(sample_rate)
         self.nominal_t60s = np.full(n, np.nan) if nominal_t60s is None else np.asarray(nominal_t60s, float)
 
@@ -102,7 +107,7 @@ class RirBank:
 
     def __getitem__(self, i: int) -> Rir:
         i = int(i)
-        return Rir(self.rirs[i], float(self.t60s[i]), float(self.drrs[i]), int(self.direct_indices[i]), self.names[i])
+        return Rir(self.rirs[i], float(self.t60s[i]), float(self.drrs[i]), int(self.direct_indices[i]), self.names[i], self.rooms[i])
 
     def __iter__(self) -> Iterator[Rir]:
         return (self[i] for i in range(len(self)))
@@ -116,27 +121,34 @@ class RirBank:
         idx = [int(i) for i in indices]
         return RirBank(
             [self.rirs[i] for i in idx], self.t60s[idx], self.drrs[idx], self.direct_indices[idx],
-            [self.names[i] for i in idx], self.sample_rate, self.nominal_t60s[idx],
+            [self.names[i] for i in idx], self.sample_rate, self.nominal_t60s[idx], [self.rooms[i] for i in idx],
         )
 
     def split(self, name: str, seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> RirBank:
-        """Disjoint deterministic train/val/test part of one bank (for a measured folder): a seeded
-        permutation cut into ``fractions``, at least one RIR for val and test."""
+        """Disjoint deterministic train/val/test part of one bank (for a measured folder), split by
+        **room**, never by file (responses of one room are too alike to validate on each other):
+        a seeded permutation of the rooms cut into ``fractions``, at least one room for val and test."""
         if name not in SPLITS:
             raise RirError(f"split name {name!r}: must be one of {SPLITS}")
-        n = len(self)
+        rooms = sorted(set(self.rooms))
+        n = len(rooms)
         if n < 3:
-            raise RirError(f"RirBank.split: {n} RIRs cannot make three disjoint splits; need >= 3")
+            raise RirError(
+                f"RirBank.split: {n} room(s) ({', '.join(rooms)}) cannot make three disjoint splits; measured RIRs "
+                "are split by room (a subfolder each; files directly in the folder are one room): give >= 3 rooms, "
+                "or every RIR to every split (data.measured_rir_split: all)"
+            )
         if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
             raise RirError(f"RirBank.split: fractions={tuple(fractions)} must be three non-negative numbers")
         f = np.asarray(fractions, float) / sum(fractions)
         n_val, n_test = (max(1, int(round(x * n))) for x in f[1:])
         n_train = n - n_val - n_test
         if n_train < 1:
-            raise RirError(f"RirBank.split: {n} RIRs leave no training RIR with fractions {tuple(fractions)}")
+            raise RirError(f"RirBank.split: {n} rooms leave no training room with fractions {tuple(fractions)}")
         perm = np.random.default_rng(seed).permutation(n)
         parts = {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
-        return self.subset(sorted(parts[name].tolist()))
+        chosen = {rooms[i] for i in parts[name]}
+        return self.subset([i for i, room in enumerate(self.rooms) if room in chosen])
 
     @classmethod
     def simulate(
@@ -215,7 +227,8 @@ class RirBank:
     ) -> RirBank:
         """Measured RIRs: every audio file under ``folder`` (recursive, sorted), resampled, reduced
         to ``channel``, cut so the direct path is ``pre_delay_ms`` from the start (zero-padded if
-        earlier) and scaled so it is +1. Names: paths relative to ``folder``, no extension."""
+        earlier) and scaled so it is +1. Names: paths relative to ``folder``, no extension. Rooms:
+        every first-level subfolder is a room; files directly in ``folder`` are one room, named after it."""
         from dereverb.signals.audio import find_audio_files
 
         root = Path(folder)
@@ -232,12 +245,12 @@ class RirBank:
         cls, files: Sequence[str | os.PathLike], root: str | os.PathLike, sample_rate: int = 16000,
         channel: int = 0, pre_delay_ms: float = 1.0,
     ) -> RirBank:
-        """Measured RIR files loaded as :meth:`from_folder` does; names relative to ``root``."""
+        """Measured RIR files loaded as :meth:`from_folder` does; names and rooms relative to ``root``."""
         from dereverb.signals.audio import AudioError, read_audio, resample
 
         files, root = [Path(f) for f in files], Path(root)
         pre = int(round(pre_delay_ms * 1e-3 * sample_rate))
-        rirs, t60s, drrs, names = [], [], [], []
+        rirs, t60s, drrs, names, rooms = [], [], [], [], []
         for p in files:
             try:
                 x, sr = read_audio(p, allow_silent=False)
@@ -256,6 +269,8 @@ class RirBank:
             rirs.append(x.astype(np.float32))
             t60s.append(t60)
             drrs.append(ratio)
-            names.append(p.relative_to(root).with_suffix("").as_posix())
-        return cls(rirs, t60s, drrs, [pre] * len(rirs), names, sample_rate)
+            relative = p.relative_to(root)
+            names.append(relative.with_suffix("").as_posix())
+            rooms.append(relative.parts[0] if len(relative.parts) > 1 else root.name)
+        return cls(rirs, t60s, drrs, [pre] * len(rirs), names, sample_rate, rooms=rooms)
 

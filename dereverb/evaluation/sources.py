@@ -149,14 +149,15 @@ def datamodule_items(
 # ============================================================================ measured RIRs
 def measured_rooms(
     rirs: str | os.PathLike | Sequence[str | os.PathLike], sample_rate: int = 16000, channel: int = 0
-) -> tuple[RirBank, list[str]]:
-    """Measured RIRs of a folder, or of several folders and files, and the room of each.
+) -> RirBank:
+    """Measured RIRs of a folder, or of several folders and files, with the room of each.
 
     In a folder, every first-level subfolder is a room (files directly in it: one room named
-    after the folder); a file given on its own is a room of its own. Rooms, not files, are what
-    a dev/test split keeps apart: responses of one room are too alike to test on each other."""
+    after the folder, :meth:`RirBank.from_folder`); a file given on its own is a room of its own.
+    Rooms, not files, are what a dev/test split keeps apart: responses of one room are too alike
+    to test on each other."""
     entries = [rirs] if isinstance(rirs, (str, os.PathLike)) else list(rirs)
-    parts, room_of = [], []
+    parts = []
     for entry in map(Path, entries):
         if not entry.exists():
             raise EvaluationError(f"--rirs {entry}: does not exist; give folders or files of measured RIRs")
@@ -165,18 +166,17 @@ def measured_rooms(
                 bank = RirBank.from_folder(entry, sample_rate=sample_rate, channel=channel)
             else:
                 bank = RirBank.from_files([entry], entry.parent, sample_rate=sample_rate, channel=channel)
+                bank.rooms = [entry.stem]
         except RirError as exc:
             raise EvaluationError(f"--rirs: {exc}") from exc
         parts.append(bank)
-        for name in bank.names:
-            room_of.append(name.split("/")[0] if "/" in name else entry.stem if entry.is_file() else entry.name)
     if len(parts) == 1:
-        return parts[0], room_of
-    bank = RirBank(
-        [r.rir for b in parts for r in b], [r.t60 for b in parts for r in b], [r.drr for b in parts for r in b],
-        [r.direct_index for b in parts for r in b], [n for b in parts for n in b.names], sample_rate,
+        return parts[0]
+    rirs_ = [r for b in parts for r in b]
+    return RirBank(
+        [r.rir for r in rirs_], [r.t60 for r in rirs_], [r.drr for r in rirs_], [r.direct_index for r in rirs_],
+        [r.name for r in rirs_], sample_rate, rooms=[r.room for r in rirs_],
     )
-    return bank, room_of
 
 
 def measured_items(
@@ -207,7 +207,7 @@ def measured_items(
     """
     if n_items < 1:
         raise EvaluationError(f"--n-items must be >= 1, got {n_items}")
-    bank, room_of = measured_rooms(rirs, sample_rate, channel)
+    bank = measured_rooms(rirs, sample_rate, channel)
     try:
         if str(speech) == "synthetic":
             source: Any = SyntheticSpeech(sample_rate=sample_rate, seed=seed)
@@ -224,7 +224,7 @@ def measured_items(
     except (CorpusError, ValueError) as exc:
         raise EvaluationError(f"--speech: {exc}") from exc
     rooms: dict[str, list[int]] = {}
-    for i, room in enumerate(room_of):
+    for i, room in enumerate(bank.rooms):
         rooms.setdefault(room, []).append(i)
     room_names = sorted(rooms)
     length = int(round(segment_seconds * sample_rate))

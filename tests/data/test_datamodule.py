@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from dereverb.data.datamodule import DereverbDataModule
 from dereverb.data.pairs import EpochSampler
-from dereverb.data.rooms import RoomSampler
+from dereverb.data.rooms import RirError, RoomSampler
 from tests.conftest import shared_path
 from tests.data.conftest import SMALL_ROOMS
 
@@ -68,17 +69,38 @@ def test_splits_share_no_speaker_and_no_rir(cache_dir):
     assert not (keys["train"] & keys["val"]) and not (keys["train"] & keys["test"]) and not (keys["val"] & keys["test"])
 
 
-def test_measured_rirs_as_source_split_disjointly(tmp_path):
-    folder = shared_path("rirs", "surrey-room-a")
-    dm = DereverbDataModule(rirs=str(folder), segment_seconds=1.0, val_items=2, synthetic_speakers=30)
-    names = {s: {r.name for r in dm.rir_bank(s)} for s in ("train", "val", "test")}
-    assert sum(len(v) for v in names.values()) == 37
-    assert not (names["train"] & names["val"]) and not (names["val"] & names["test"])
-    # a new data seed draws new items, never a new split (its val/test RIRs stay out of training)
-    other = DereverbDataModule(rirs=str(folder), segment_seconds=1.0, val_items=2, synthetic_speakers=30, seed=1)
-    assert {s: {r.name for r in other.rir_bank(s)} for s in names} == names
+def _write_room_folder(root, rooms: int, per_room: int):
+    """``root/room<k>/<j>.wav``: exponentially decaying noise after a unit direct path (T60 0.3 s)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(4800) / 16000
+    for k in range(rooms):
+        (root / f"room{k}").mkdir(parents=True)
+        for j in range(per_room):
+            rir = 0.3 * rng.standard_normal(t.size) * np.exp(-6.9 * t / 0.3)
+            rir[0] = 1.0
+            sf.write(root / f"room{k}" / f"{j}.wav", rir.astype(np.float32), 16000)
+
+
+def test_measured_rirs_as_source_split_by_room(tmp_path):
+    _write_room_folder(tmp_path / "rooms", rooms=10, per_room=2)
+    dm = DereverbDataModule(rirs=str(tmp_path / "rooms"), segment_seconds=1.0, val_items=2, synthetic_speakers=30)
+    rooms = {s: {r.room for r in dm.rir_bank(s)} for s in ("train", "val", "test")}
+    assert sum(len(dm.rir_bank(s)) for s in rooms) == 20 and sum(len(v) for v in rooms.values()) == 10
+    assert not (rooms["train"] & rooms["val"]) and not (rooms["train"] & rooms["test"])
+    assert not rooms["val"] & rooms["test"]
+    # a new data seed draws new items, never a new split (its val/test rooms stay out of training)
+    other = DereverbDataModule(rirs=str(tmp_path / "rooms"), segment_seconds=1.0, val_items=2, synthetic_speakers=30, seed=1)
+    assert {s: {r.room for r in other.rir_bank(s)} for s in rooms} == rooms
     item = dm.build_dataset("val").item(0)
     assert item.reverb.shape == (16000,) and 0.15 < item.t60 < 0.6
+
+
+def test_measured_rirs_of_one_room_cannot_be_split():
+    folder = shared_path("rirs", "surrey-room-a")  # 37 responses of one room
+    with pytest.raises(RirError, match="1 room.*surrey-room-a.*measured_rir_split: all"):
+        DereverbDataModule(rirs=str(folder), segment_seconds=1.0, synthetic_speakers=30).rir_bank("train")
+    every = DereverbDataModule(rirs=str(folder), segment_seconds=1.0, synthetic_speakers=30, measured_rir_split="all")
+    assert len(every.rir_bank("train")) == len(every.rir_bank("val")) == 37
 
 
 def test_bad_config_values_raise_clear_errors(tmp_path):

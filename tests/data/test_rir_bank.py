@@ -124,14 +124,10 @@ def test_surrey_room_a_loads_aligned_with_t60_near_0_3():
     assert not np.array_equal(right[0].rir, bank[0].rir)
     with pytest.raises(RirError, match="channel=2 does not exist"):
         RirBank.from_folder(folder, channel=2)
-    # disjoint deterministic split of a measured bank
-    parts = {s: bank.split(s, seed=1).names for s in ("train", "val", "test")}
-    assert sum(len(p) for p in parts.values()) == 37
-    assert set(parts["train"]).isdisjoint(parts["val"]) and set(parts["val"]).isdisjoint(
-        parts["test"]
-    )
-    assert set(parts["train"]).isdisjoint(parts["test"])
-    assert bank.split("val", seed=1).names == parts["val"]
+    # 37 responses of one room: one room, which a split by room cannot share out
+    assert set(bank.rooms) == {"surrey-room-a"}
+    with pytest.raises(RirError, match=r"1 room\(s\) \(surrey-room-a\) cannot make three disjoint splits"):
+        bank.split("train")
 
 
 def test_clap_rir_is_resampled_to_16k():
@@ -156,10 +152,29 @@ def test_bad_folders_give_clear_errors(tmp_path):
         RirBank.from_folder(tmp_path)
 
 
-def test_bank_split_needs_three_rirs():
-    one = RirBank([np.ones(4, np.float32)], [0.1], [0.0], [0], ["a"])
-    with pytest.raises(RirError, match=">= 3"):
-        one.split("train")
+def _rooms_bank(rooms: list[str]) -> RirBank:
+    n = len(rooms)
+    return RirBank([np.full(4, i, np.float32) for i in range(n)], [0.1] * n, [0.0] * n, [0] * n,
+                   [f"{room}/{i}" for i, room in enumerate(rooms)], rooms=rooms)  # fmt: skip
+
+
+def test_bank_splits_by_room_never_by_file():
+    rooms = [f"room{k}" for k in range(10) for _ in range(3)]  # 10 rooms of 3 responses each
+    bank = _rooms_bank(rooms)
+    parts = {s: bank.split(s) for s in ("train", "val", "test")}
+    assert sum(len(p) for p in parts.values()) == 30
+    assert {s: len(set(p.rooms)) for s, p in parts.items()} == {"train": 8, "val": 1, "test": 1}
+    by_split = {s: set(p.rooms) for s, p in parts.items()}
+    assert not (by_split["train"] & by_split["val"]) and not (by_split["train"] & by_split["test"])
+    assert not by_split["val"] & by_split["test"]
+    assert all(len(p) == 3 * len(set(p.rooms)) for p in parts.values())  # a room's responses stay together
+    assert bank.split("val").names == parts["val"].names  # deterministic
+    assert all(r.room == r.name.split("/")[0] for r in parts["train"])
+
+
+def test_bank_split_needs_three_rooms():
+    with pytest.raises(RirError, match=r"2 room\(s\) \(a, b\) cannot make three disjoint splits.*>= 3 rooms"):
+        _rooms_bank(["a", "a", "b", "b", "b"]).split("train")
 
 
 def _threads(_: int) -> tuple[str | None, int, int]:
