@@ -6,6 +6,7 @@ ONNX (the default) exports the checkpoint's magnitude path (representation encod
 decoding; dynamic batch, frequency and time axes) and prints what stays outside: the STFT in
 front and phase recovery behind (docs/predict.md, "Deployment with ONNX"). As
 ``dereverb/pretrained/librispeech_unet`` a model folder is what ``--ckpt pretrained`` loads.
+Several ``--ckpt`` with ``--pretrained`` write the mean of their weights (fine-tunes of one model).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ def build_parser() -> ArgumentParser:
         description="Export a checkpoint's network (magnitude in, magnitude out) to ONNX, or with "
         "--pretrained write it as a model folder (config.json + float16 model.safetensors) for load_model / --ckpt.",
         epilog="Examples: python -m dereverb.export --ckpt last.ckpt -o model.onnx; "
-        "python -m dereverb.export --ckpt last.ckpt --pretrained -o dereverb/pretrained/librispeech_unet",
+        "python -m dereverb.export --ckpt last.ckpt --pretrained -o dereverb/pretrained/librispeech_unet; "
+        "python -m dereverb.export --ckpt a.ckpt b.ckpt --pretrained -o mean (the mean of their weights)",
         exit_on_error=False,
         default_env=False,
     )
-    p.add_argument("--ckpt", required=True, help="checkpoint written by python -m dereverb.train, a model folder, "
-                   "or `pretrained` (the model shipped with the package)")
+    p.add_argument("--ckpt", required=True, nargs="+", help="checkpoint written by python -m dereverb.train, a model "
+                   "folder, or `pretrained` (the model shipped with the package); several, with --pretrained: "
+                   "the mean of their weights (fine-tunes of one model)")
     p.add_argument("-o", "--output", required=True, help="*.onnx, or with --pretrained the model folder to write")
     p.add_argument("--pretrained", action="store_true", help="write a model folder (config.json + float16 "
                    f"model.safetensors, at most {MAX_BYTES // 2**20} MiB) instead of ONNX")
@@ -50,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(f"-o {out}: --pretrained writes a model folder (config.json + model.safetensors); "
                "name a folder, e.g. -o dereverb/pretrained/librispeech_unet")
         return EXIT_USAGE
+    if not args.pretrained and len(args.ckpt) > 1:
+        report(f"--ckpt: {len(args.ckpt)} models: a mean of weights is written as a model folder; add --pretrained "
+               "(and export that folder to ONNX after)")
+        return EXIT_USAGE
     if not args.pretrained and out.suffix != ".onnx":
         report(f"-o {out}: name the output file *.onnx (or pass --pretrained for a model folder)")
         return EXIT_USAGE
@@ -57,9 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.pretrained:
             write_model_folder(args.ckpt, out)
         else:
-            info = export_onnx(load_model(args.ckpt), out)
+            info = export_onnx(load_model(args.ckpt[0]), out)
     except (CheckpointError, ExportError, OSError) as exc:
-        report(f"{args.ckpt}: {exc}" if isinstance(exc, ExportError) else str(exc), exc, debug=args.debug)
+        report(f"{args.ckpt[0]}: {exc}" if isinstance(exc, ExportError) else str(exc), exc, debug=args.debug)
         return EXIT_USAGE
     if args.pretrained:
         size = sum(f.stat().st_size for f in out.iterdir()) / 2**20

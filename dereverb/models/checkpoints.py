@@ -23,6 +23,7 @@ import json
 import os
 import pickle
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -183,6 +184,24 @@ def build_model(stored: Stored, path: str | os.PathLike) -> Dereverber:
     return model
 
 
+def mean_of_models(sources: Sequence[str | os.PathLike]) -> Stored:
+    """One model whose every floating tensor (BatchNorm statistics too) is the mean of the sources'
+    (a "model soup", Wortsman et al. 2022: fine-tunes of one model, averaged); integer tensors and
+    hyperparameters from the first. The sources must share the input/output path and network
+    (:data:`REQUIRED_HPARAMS`); ``meta`` lists them."""
+    stored = [read_model(src) for src in sources]
+    first = stored[0]
+    for src, other in zip(sources[1:], stored[1:], strict=True):
+        for key in (k for k in REQUIRED_HPARAMS if other.hparams.get(k) != first.hparams.get(k)):
+            raise CheckpointError(
+                f"{src}: {key}={other.hparams.get(key)!r}, {sources[0]} has {first.hparams.get(key)!r}; "
+                "average only models of one configuration (fine-tunes of one model)"
+            )
+    states = [build_model(Stored(first.hparams, st.weights, st.meta), src).state_dict() for src, st in zip(sources, stored, strict=True)]
+    mean = {k: sum(st[k] for st in states) / len(states) if v.is_floating_point() else v for k, v in states[0].items()}
+    return Stored(first.hparams, mean, {"mean_of": [str(src) for src in sources]})
+
+
 def _half(t: torch.Tensor) -> torch.Tensor:
     """A floating tensor as float16, unless that would turn a finite value into inf."""
     t = t.detach().cpu()
@@ -190,15 +209,19 @@ def _half(t: torch.Tensor) -> torch.Tensor:
     return (h if torch.isfinite(h).sum() == torch.isfinite(t).sum() else t).contiguous()
 
 
-def write_model_folder(src: str | os.PathLike, dest: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Write the model folder of ``src`` (a ``.ckpt``, a model folder or ``pretrained``) to ``dest``:
-    ``model.safetensors`` then ``config.json``, each atomically; returns ``dest``.
+def write_model_folder(
+    src: str | os.PathLike | Sequence[str | os.PathLike], dest: str | os.PathLike, meta: dict | None = None
+) -> Path:
+    """Write the model folder of ``src`` (a ``.ckpt``, a model folder or ``pretrained``; several:
+    the mean of their weights, :func:`mean_of_models`) to ``dest``: ``model.safetensors`` then
+    ``config.json``, each atomically; returns ``dest``.
 
     The model is built as :func:`build_model` builds it, so what does not load is refused
     here; ``meta`` defaults to the source's. Raises :class:`CheckpointError` when ``dest`` is a
     file or the weights exceed :data:`MAX_BYTES` (nothing is written then)."""
-    p, dest = resolve_checkpoint(src), Path(dest)
-    stored = read_model(p)
+    sources = [src] if isinstance(src, (str, os.PathLike)) else list(src)
+    p, dest = resolve_checkpoint(sources[0]), Path(dest)
+    stored = read_model(p) if len(sources) == 1 else mean_of_models(sources)
     model = build_model(stored, p)
     if dest.exists() and not dest.is_dir():
         raise CheckpointError(f"{dest}: is a file; name a folder for the model (e.g. -o my_model)")

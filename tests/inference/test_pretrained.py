@@ -346,6 +346,45 @@ def test_export_pretrained_onto_a_file_is_one_line(ckpt: Path, tmp_path: Path, c
     assert (tmp_path / "afile").read_text() == "x"
 
 
+def test_export_of_several_models_writes_the_mean_of_their_weights(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    other = write_tiny_checkpoint(tmp_path / "other.ckpt", seed=1)
+    third = write_model_folder(write_tiny_checkpoint(tmp_path / "third.ckpt", seed=2), tmp_path / "third")
+    dest = tmp_path / "mean"
+    assert export.main(["--ckpt", str(ckpt), str(other), str(third), "--pretrained", "-o", str(dest)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    sources = [read_model(ckpt).weights, read_model(other).weights, read_model(third).weights]
+    got = read_model(dest)
+    for k, v in got.weights.items():
+        if v.is_floating_point():  # the float32 mean of the three, stored as float16
+            want = sum(w[k].float() for w in sources) / 3
+            torch.testing.assert_close(v.float(), want.half().float(), rtol=0, atol=0)
+        else:
+            assert torch.equal(v, sources[0][k])
+    assert not torch.equal(got.weights["net.head.weight"].float(), sources[0]["net.head.weight"].half().float())
+    assert got.meta == {"mean_of": [str(ckpt), str(other), str(third)]}
+    assert got.hparams == json.loads(json.dumps(read_model(ckpt).hparams))
+    x = noise((SR // 2,), seed=6)
+    assert dereverberate(x, SR, load_model(dest), phase="reverberant").shape == x.shape
+
+
+def test_a_mean_of_different_models_or_to_onnx_is_one_line(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    wide = write_tiny_checkpoint(tmp_path / "wide.ckpt", net={"class_path": "dereverb.models.unet.UNet",
+                                                              "init_args": {"base_channels": 8, "depth": 2}})
+    assert export.main(["--ckpt", str(ckpt), str(wide), "--pretrained", "-o", str(tmp_path / "m")]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "wide.ckpt: net=" in line and "one configuration" in line
+    gray = write_tiny_checkpoint(tmp_path / "gray.ckpt", representation="grayscale")
+    assert export.main(["--ckpt", str(ckpt), str(gray), "--pretrained", "-o", str(tmp_path / "m")]) == 2
+    assert "gray.ckpt: representation='grayscale'" in _one_line(capsys.readouterr().err)
+    assert export.main(["--ckpt", str(ckpt), str(gray), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "add --pretrained" in _one_line(capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gray.ckpt", "wide.ckpt"]  # nothing written
+
+
 # ---------------------------------------------------------------------------- the shipped folder
 def test_pyproject_ships_the_pretrained_folder_as_package_data() -> None:
     root = Path(__file__).resolve().parents[2]
