@@ -124,13 +124,21 @@ class RirBank:
             [self.names[i] for i in idx], self.sample_rate, self.nominal_t60s[idx], [self.rooms[i] for i in idx],
         )
 
+    def by_room(self) -> dict[str, list[int]]:
+        """The indices of each room's RIRs, rooms in sorted order."""
+        rooms: dict[str, list[int]] = {}
+        for i, room in enumerate(self.rooms):
+            rooms.setdefault(room, []).append(i)
+        return dict(sorted(rooms.items()))
+
     def split(self, name: str, seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> RirBank:
         """Disjoint deterministic train/val/test part of one bank (for a measured folder), split by
         **room**, never by file (responses of one room are too alike to validate on each other):
         a seeded permutation of the rooms cut into ``fractions``, at least one room for val and test."""
         if name not in SPLITS:
             raise RirError(f"split name {name!r}: must be one of {SPLITS}")
-        rooms = sorted(set(self.rooms))
+        by_room = self.by_room()
+        rooms = list(by_room)
         n = len(rooms)
         if n < 3:
             raise RirError(
@@ -147,8 +155,7 @@ class RirBank:
             raise RirError(f"RirBank.split: {n} rooms leave no training room with fractions {tuple(fractions)}")
         perm = np.random.default_rng(seed).permutation(n)
         parts = {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
-        chosen = {rooms[i] for i in parts[name]}
-        return self.subset([i for i, room in enumerate(self.rooms) if room in chosen])
+        return self.subset(sorted(i for k in parts[name] for i in by_room[rooms[k]]))
 
     @classmethod
     def simulate(

@@ -223,10 +223,8 @@ def measured_items(
             source = source.split(speech_split)
     except (CorpusError, ValueError) as exc:
         raise EvaluationError(f"--speech: {exc}") from exc
-    rooms: dict[str, list[int]] = {}
-    for i, room in enumerate(bank.rooms):
-        rooms.setdefault(room, []).append(i)
-    room_names = sorted(rooms)
+    rooms = bank.by_room()
+    room_names = list(rooms)
     length = int(round(segment_seconds * sample_rate))
     preroll = max(len(r.rir) for r in bank)
 

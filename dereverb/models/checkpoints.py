@@ -192,7 +192,8 @@ def mean_of_models(sources: Sequence[str | os.PathLike]) -> Stored:
     stored = [read_model(src) for src in sources]
     first = stored[0]
     for src, other in zip(sources[1:], stored[1:], strict=True):
-        for key in (k for k in REQUIRED_HPARAMS if other.hparams.get(k) != first.hparams.get(k)):
+        key = next((k for k in REQUIRED_HPARAMS if other.hparams.get(k) != first.hparams.get(k)), None)
+        if key is not None:
             raise CheckpointError(
                 f"{src}: {key}={other.hparams.get(key)!r}, {sources[0]} has {first.hparams.get(key)!r}; "
                 "average only models of one configuration (fine-tunes of one model)"
